@@ -1,1 +1,217 @@
-int main() { return 0; }
+// rookery: serve | admin create-user | models import | version
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/embed_service.hpp"
+#include "actors/node.hpp"
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "models/embedding_model.hpp"
+#include "store/store.hpp"
+
+namespace fs = std::filesystem;
+using namespace rookery;
+
+namespace {
+
+// Flags that map one-to-one onto configuration keys.
+struct common_flags {
+  std::string config_file;
+  std::map<std::string, std::string> overrides;
+  std::vector<std::string> sets;
+
+  void add(CLI::App* app, bool server) {
+    app->add_option("--config", config_file, "JSON configuration file");
+    auto flag = [&](const char* name, const char* key, const char* help) {
+      app->add_option_function<std::string>(
+        name, [this, key](const std::string& v) { overrides[key] = v; }, help);
+    };
+    flag("--data", "data", "data directory (SQLite, models, jobs) [./rookery-data]");
+    if (!server)
+      return;
+    flag("--host", "host", "HTTP address [127.0.0.1]");
+    flag("--port", "port", "HTTP port; 0 picks a free one [8080]");
+    flag("--role", "role", "all | gateway | worker [all]");
+    flag("--cluster-host", "cluster_host", "address the worker publishes on [127.0.0.1]");
+    flag("--cluster-port", "cluster_port", "worker: CAF port to publish on; 0 picks one");
+    flag("--seeds", "seeds", "gateway: comma-separated worker host:port list");
+    flag("--log-level", "log_level", "trace | debug | info | warn | error | off");
+    app->add_option("--set", sets, "any setting as key=value (repeatable)");
+  }
+
+  result<config> load() {
+    for (auto& kv : sets) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos)
+        return fail(errc::bad_request, "--set needs key=value, got '" + kv + "'");
+      overrides[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    return load_config(config_file, rookery_environment(), overrides);
+  }
+};
+
+int serve(common_flags& flags, bool print_config) {
+  auto cfg = flags.load();
+  if (!cfg) {
+    std::cerr << "rookery: " << cfg.error().message << "\n";
+    return 2;
+  }
+  if (print_config) {
+    std::cout << to_json_text(*cfg) << std::endl;
+    return 0;
+  }
+  log::set_level(cfg->log_level);
+  // Block the stop signals in every thread; this one waits for them below.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto n = node::start(*cfg);
+  if (!n) {
+    std::cerr << "rookery: cannot start: " << n.error().message << "\n";
+    return 1;
+  }
+  std::cout << "rookery: listening on http://" << cfg->host << ":" << (*n)->http_port()
+            << " (role " << cfg->role << ", data " << cfg->data << ")" << std::endl;
+  if (cfg->role == "worker")
+    std::cout << "rookery: cluster port " << (*n)->cluster_port() << std::endl;
+  int sig = 0;
+  sigwait(&set, &sig);
+  log::info("signal {}: shutting down", sig);
+  (*n)->stop();
+  log::info("stopped");
+  return 0;
+}
+
+int create_user(common_flags& flags, const std::string& user, const std::string& password,
+                bool admin) {
+  auto cfg = flags.load();
+  if (!cfg) {
+    std::cerr << "rookery: " << cfg.error().message << "\n";
+    return 2;
+  }
+  if (password.size() < 8) {
+    std::cerr << "rookery: the password needs at least 8 characters\n";
+    return 2;
+  }
+  init_crypto(*cfg);
+  if (auto st = create_user_offline(*cfg, user, password, admin); !st) {
+    std::cerr << "rookery: " << st.error().message << "\n";
+    return 1;
+  }
+  std::cout << "created " << (admin ? "admin " : "") << "user '" << user << "'" << std::endl;
+  return 0;
+}
+
+int import_model(common_flags& flags, const std::string& arch, const std::string& weights,
+                 const std::string& name, std::string format) {
+  auto cfg = flags.load();
+  if (!cfg) {
+    std::cerr << "rookery: " << cfg.error().message << "\n";
+    return 2;
+  }
+  if (format.empty())
+    format = arch == "torchscript" ? "torchscript" : "state_dict";
+  // Check the file loads (every name and shape) before it enters the repository.
+  model_spec spec;
+  spec.name = name;
+  spec.arch = arch;
+  spec.weights_path = weights;
+  spec.format = format;
+  auto m = embedding_model::load(spec);
+  if (!m) {
+    std::cerr << "rookery: cannot import " << weights << ": " << m.error().message << "\n";
+    return 1;
+  }
+  uint32_t version = 1;
+  if (auto prev = find_installed_model(cfg->data, name))
+    version = prev->version + 1;
+  auto dir = fs::path(cfg->data) / "models" / name / std::to_string(version);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  auto file = std::string{format == "torchscript" ? "model.ts" : "model.pth"};
+  fs::copy_file(weights, dir / file, fs::copy_options::overwrite_existing, ec);
+  if (ec) {
+    std::cerr << "rookery: cannot copy weights: " << ec.message() << "\n";
+    return 1;
+  }
+  nlohmann::json conf{{"arch", arch}, {"format", format}, {"weights", file},
+                      {"dim", (*m)->dim()}};
+  std::ofstream(dir / "config.json") << conf.dump(2) << "\n";
+  auto db = Store::open((fs::path(cfg->data) / "rookery.db").string());
+  if (db) {
+    model_record rec;
+    rec.name = name;
+    rec.version = version;
+    rec.arch = arch;
+    rec.format = format;
+    rec.path = (dir / file).string();
+    rec.config_json = conf.dump();
+    rec.created_at = Store::now();
+    (*db)->put_model(rec);
+  }
+  std::cout << "imported " << name << " version " << version << " (" << arch << ", " << format
+            << ", dim " << (*m)->dim() << ") into " << dir.string() << std::endl;
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Rookery: embedding and training server built on actors"};
+  app.require_subcommand(1);
+
+  common_flags serve_flags;
+  bool print_config = false;
+  auto* serve_cmd = app.add_subcommand("serve", "start a node");
+  serve_flags.add(serve_cmd, true);
+  serve_cmd->add_flag("--print-config", print_config, "print the effective configuration");
+
+  auto* admin = app.add_subcommand("admin", "maintenance");
+  admin->require_subcommand(1);
+  common_flags admin_flags;
+  std::string user, password;
+  bool is_admin = false;
+  auto* cu = admin->add_subcommand("create-user", "create a user (the first admin)");
+  admin_flags.add(cu, false);
+  cu->add_option("--username", user)->required();
+  cu->add_option("--password", password, "or ROOKERY_ADMIN_PASSWORD")
+    ->envname("ROOKERY_ADMIN_PASSWORD");
+  cu->add_flag("--admin", is_admin, "make the user an admin");
+
+  auto* models = app.add_subcommand("models", "model repository");
+  models->require_subcommand(1);
+  common_flags model_flags;
+  std::string arch, weights, name, format;
+  auto* imp = models->add_subcommand("import", "import weights into the model repository");
+  model_flags.add(imp, false);
+  imp->add_option("--arch", arch, "zoo architecture (resnet18, ...) or torchscript")->required();
+  imp->add_option("--weights", weights, "torchvision state_dict (torch.save) or TorchScript file")
+    ->required()
+    ->check(CLI::ExistingFile);
+  imp->add_option("--name", name, "repository name")->required();
+  imp->add_option("--format", format, "state_dict | torchscript (default from --arch)");
+
+  app.add_subcommand("version", "print the version");
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed())
+    return serve(serve_flags, print_config);
+  if (cu->parsed()) {
+    if (password.empty()) {
+      std::cerr << "rookery: --password (or ROOKERY_ADMIN_PASSWORD) is required\n";
+      return 2;
+    }
+    return create_user(admin_flags, user, password, is_admin);
+  }
+  if (imp->parsed())
+    return import_model(model_flags, arch, weights, name, format);
+  std::cout << "rookery 0.1.0" << std::endl;
+  return 0;
+}

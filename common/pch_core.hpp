@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 #include <sodium.h>
+#include <spdlog/spdlog.h>
 #include <chrono>
 #include <string>
 #include <vector>

@@ -8,7 +8,8 @@ PACKAGES=(
   build-essential cmake ccache pkg-config git
   # runtime libraries
   libcaf-dev            # CAF 0.17: actors, network transparency
-  librestinio-dev       # RESTinio 0.6: HTTP server (pulls asio, fmt, http-parser)
+  librestinio-dev       # RESTinio 0.6: HTTP server
+  libasio-dev           # standalone asio, which RESTinio needs but does not pull in
   libtorch-dev          # LibTorch 1.13
   libopenblas0-openmp   # fast BLAS for LibTorch's CPU matrix products
   libopencv-dev         # OpenCV 4.6: image decoding and resizing
@@ -17,7 +18,10 @@ PACKAGES=(
   libsodium-dev         # Argon2id password hashing, random tokens, BLAKE2b
   libsqlite3-dev        # the embedded store
   libarchive-dev        # dataset archives (tar, zip)
+  libspdlog-dev         # logging (access log, events)
+  libcli11-dev          # command-line parsing
   catch2                # tests
+  libcurl4-openssl-dev  # HTTP client in integration tests
   # test and benchmark tools
   curl wrk
   python3-torch python3-torchvision python3-skimage python3-pil

@@ -1,0 +1,390 @@
+#include "actors/auth.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <caf/all.hpp>
+
+#include "common/crypto.hpp"
+#include "messages/registration.hpp"
+#include "store/store.hpp"
+
+namespace rookery {
+
+namespace {
+
+constexpr const char* kScopes[] = {"embed", "train", "admin"};
+
+double steady_seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t unix_now() {
+  return Store::now();
+}
+
+principal principal_of(const user_record& u, std::vector<std::string> scopes) {
+  principal p;
+  p.user_id = u.id;
+  p.username = u.username;
+  p.is_admin = u.is_admin;
+  p.scopes = std::move(scopes);
+  return p;
+}
+
+} // namespace
+
+bool token_bucket::take(double now, double rate, double burst) {
+  if (last == 0) {
+    tokens = burst;
+    last = now;
+  }
+  tokens = std::min(burst, tokens + (now - last) * rate);
+  last = now;
+  if (tokens < 1)
+    return false;
+  tokens -= 1;
+  return true;
+}
+
+std::vector<std::string> user_scopes(bool is_admin) {
+  if (is_admin)
+    return {"embed", "train", "admin"};
+  return {"embed", "train"};
+}
+
+bool has_scope(const principal& p, const std::string& scope) {
+  return std::find(p.scopes.begin(), p.scopes.end(), scope) != p.scopes.end();
+}
+
+hasher_actor::behavior_type hasher_impl(hasher_actor::pointer) {
+  return {
+    [](hash_atom, const std::string& password) -> caf::result<std::string> {
+      auto h = crypto::hash_password(password);
+      if (h.empty())
+        return to_error(errc::internal, "password hashing ran out of memory");
+      return h;
+    },
+    [](verify_atom, const std::string& hash, const std::string& password) {
+      return crypto::verify_password(hash, password);
+    },
+  };
+}
+
+session_actor::behavior_type session_impl(session_actor::stateful_pointer<session_state> self,
+                                          principal who, std::string token_hash,
+                                          int64_t expires_at, auth_actor auth) {
+  self->state.who = std::move(who);
+  self->state.token_hash = std::move(token_hash);
+  self->state.expires_at = expires_at;
+  auto left = std::max<int64_t>(0, expires_at - unix_now());
+  // The expiry timer: a close message to ourselves; auth is told to forget us.
+  self->delayed_send(self, std::chrono::seconds(left), caf::close_atom::value);
+  return {
+    [=](caf::get_atom) -> caf::result<principal> {
+      if (unix_now() >= self->state.expires_at)
+        return to_error(errc::unauthorized, "the token has expired; log in again");
+      return self->state.who;
+    },
+    [=](caf::close_atom) {
+      self->send(auth, expire_atom::value, self->state.token_hash);
+      self->quit();
+    },
+  };
+}
+
+hasher_actor auth_state::hasher() {
+  auto& h = hashers[next_hasher++ % hashers.size()];
+  return h;
+}
+
+auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> self,
+                                    store_actor store, std::vector<hasher_actor> hashers,
+                                    auth_settings settings) {
+  auto& st = self->state;
+  st.store = store;
+  st.hashers = std::move(hashers);
+  st.settings = settings;
+  const auto timeout = std::chrono::seconds(30);
+
+  auto start_session = [=](const session_record& rec, const user_record& user) {
+    auto who = principal_of(user, rec.scopes);
+    who.session_id = rec.id;
+    auto s = self->spawn(session_impl, who, rec.token_hash, rec.expires_at,
+                         caf::actor_cast<auth_actor>(self));
+    self->state.sessions[rec.token_hash] = s;
+  };
+
+  // Sessions survive a restart: respawn an actor for each unexpired one.
+  self->request(store, timeout, list_atom::value, session_atom::value, unix_now())
+    .then([=](std::vector<session_record>& recs) {
+      for (auto& rec : recs)
+        self->request(self->state.store, timeout, caf::get_atom::value, user_atom::value,
+                      rec.user_id)
+          .then([=](user_record& u) { start_session(rec, u); }, [](caf::error&) {});
+    }, [](caf::error&) {});
+
+  // Records a failed login and answers 401 (the caller's promise).
+  auto failed_login = [=](const std::string& username,
+                          caf::typed_response_promise<login_result> rp) {
+    auto& f = self->state.failures[username];
+    auto now = unix_now();
+    if (f.count == 0 || now - f.first_at > self->state.settings.window_s)
+      f = auth_state::login_failures{0, now};
+    ++f.count;
+    rp.deliver(to_error(errc::unauthorized, "invalid username or password"));
+  };
+
+  // Verifies a password and opens a session.
+  auto do_login = [=](std::string username, std::string password,
+                      caf::typed_response_promise<login_result> rp) {
+    self->request(self->state.store, timeout, caf::get_atom::value, user_atom::value, username)
+      .then(
+        [=](user_record& u) mutable {
+          self->request(self->state.hasher(), timeout, verify_atom::value, u.password_hash,
+                        password)
+            .then(
+              [=](bool ok) mutable {
+                if (!ok) {
+                  failed_login(u.username, rp);
+                  return;
+                }
+                self->state.failures.erase(u.username);
+                session_record rec;
+                rec.id = crypto::random_id("s_");
+                auto token = crypto::random_token(32);
+                rec.token_hash = crypto::secret_hash(token);
+                rec.user_id = u.id;
+                rec.scopes = user_scopes(u.is_admin);
+                rec.created_at = unix_now();
+                rec.expires_at = rec.created_at + self->state.settings.session_ttl_s;
+                self->request(self->state.store, timeout, caf::put_atom::value, rec)
+                  .then(
+                    [=](caf::ok_atom) mutable {
+                      start_session(rec, u);
+                      rp.deliver(login_result{token, rec.expires_at, rec.id});
+                    },
+                    [=](caf::error& e) mutable { rp.deliver(e); });
+              },
+              [=](caf::error& e) mutable { rp.deliver(e); });
+        },
+        [=](caf::error& e) mutable {
+          if (to_failure(e).code != errc::not_found) {
+            rp.deliver(e);
+            return;
+          }
+          // Unknown user: spend the same work as a real check so timing tells nothing.
+          self->request(self->state.hasher(), timeout, hash_atom::value, password)
+            .then([=](const std::string&) mutable { failed_login(username, rp); },
+                  [=](caf::error&) mutable { failed_login(username, rp); });
+        });
+  };
+
+  return {
+    [=](signup_atom, const std::string& username, const std::string& password,
+        bool is_admin) -> caf::result<user_record> {
+      auto rp = self->make_response_promise<user_record>();
+      self->request(self->state.hasher(), timeout, hash_atom::value, password)
+        .then(
+          [=](std::string& hash) mutable {
+            user_record u;
+            u.username = username;
+            u.password_hash = std::move(hash);
+            u.is_admin = is_admin;
+            self->request(self->state.store, timeout, caf::put_atom::value, u)
+              .then([=](user_record& created) mutable {
+                      created.password_hash.clear();
+                      rp.deliver(created);
+                    },
+                    [=](caf::error& e) mutable { rp.deliver(e); });
+          },
+          [=](caf::error& e) mutable { rp.deliver(e); });
+      return rp;
+    },
+    [=](login_atom, const std::string& username, const std::string& password,
+        const std::string& client) -> caf::result<login_result> {
+      auto& s = self->state.settings;
+      auto now = unix_now();
+      auto i = self->state.failures.find(username);
+      uint32_t count = 0;
+      if (i != self->state.failures.end()) {
+        if (now - i->second.first_at > s.window_s)
+          self->state.failures.erase(i);
+        else
+          count = i->second.count;
+      }
+      if (count >= s.lockout_after) {
+        auto wait = s.window_s - (now - i->second.first_at);
+        return to_error(errc::too_many_requests,
+                        "too many failed logins for this user; try again in "
+                          + std::to_string(wait) + " s");
+      }
+      auto rp = self->make_response_promise<login_result>();
+      if (count >= s.slowdown_after) {
+        // Slow down: answer only after a delay that doubles with each failure.
+        auto steps = std::min<uint32_t>(count - s.slowdown_after, 5);
+        auto delay = std::chrono::milliseconds(250 << steps);
+        auto id = self->state.next_delayed++;
+        self->state.delayed.emplace(id, auth_state::pending_login{username, password, rp});
+        self->delayed_send(self, delay, retry_atom::value, id);
+        return rp;
+      }
+      do_login(username, password, rp);
+      return rp;
+    },
+    [=](retry_atom, uint64_t id) {
+      auto i = self->state.delayed.find(id);
+      if (i == self->state.delayed.end())
+        return;
+      auto p = std::move(i->second);
+      self->state.delayed.erase(i);
+      do_login(p.username, p.password, p.promise);
+    },
+    [=](logout_atom, const std::string& token) -> caf::result<caf::ok_atom> {
+      auto hash = crypto::secret_hash(token);
+      auto i = self->state.sessions.find(hash);
+      if (i == self->state.sessions.end())
+        return to_error(errc::unauthorized, "invalid or expired token");
+      auto s = i->second;
+      self->state.sessions.erase(i);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      // Ask the session for its id, end it, and delete the stored record.
+      self->request(s, timeout, caf::get_atom::value)
+        .then(
+          [=](principal& who) mutable {
+            self->send(s, caf::close_atom::value);
+            self->request(self->state.store, timeout, caf::delete_atom::value,
+                          session_atom::value, who.session_id)
+              .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
+                    [=](caf::error& e) mutable { rp.deliver(e); });
+          },
+          [=](caf::error& e) mutable {
+            self->send(s, caf::close_atom::value);
+            rp.deliver(e);
+          });
+      return rp;
+    },
+    [=](expire_atom, const std::string& hash) { self->state.sessions.erase(hash); },
+    [=](authn_atom, const std::string& kind,
+        const std::string& secret) -> caf::result<principal> {
+      auto hash = crypto::secret_hash(secret);
+      auto rate_ok = [=](const std::string& id) {
+        auto& s = self->state.settings;
+        return self->state.buckets[id].take(steady_seconds(), s.rate_per_s, s.burst);
+      };
+      auto too_many = [] {
+        return to_error(errc::too_many_requests, "request rate limit exceeded for this credential");
+      };
+      if (kind == "bearer") {
+        auto i = self->state.sessions.find(hash);
+        if (i == self->state.sessions.end())
+          return to_error(errc::unauthorized, "invalid or expired token");
+        auto rp = self->make_response_promise<principal>();
+        self->request(i->second, timeout, caf::get_atom::value)
+          .then(
+            [=](principal& who) mutable {
+              if (!rate_ok(who.session_id))
+                rp.deliver(too_many());
+              else
+                rp.deliver(who);
+            },
+            [=](caf::error& e) mutable {
+              auto f = to_failure(e);
+              rp.deliver(f.code == errc::unavailable
+                           ? to_error(errc::unauthorized, "invalid or expired token")
+                           : e);
+            });
+        return rp;
+      }
+      // none when the key may be used now.
+      auto check = [=](const auth_state::cached_key& k) -> caf::error {
+        if (k.key.expires_at != 0 && unix_now() >= k.key.expires_at)
+          return to_error(errc::unauthorized, "the API key has expired");
+        if (!rate_ok(k.key.id))
+          return too_many();
+        return caf::none;
+      };
+      if (auto i = self->state.keys.find(hash); i != self->state.keys.end()) {
+        if (auto err = check(i->second))
+          return err;
+        return i->second.who;
+      }
+      auto rp = self->make_response_promise<principal>();
+      self->request(self->state.store, timeout, caf::get_atom::value, key_atom::value, hash)
+        .then(
+          [=](key_record& k) mutable {
+            self->request(self->state.store, timeout, caf::get_atom::value, user_atom::value,
+                          k.user_id)
+              .then(
+                [=](user_record& u) mutable {
+                  auth_state::cached_key ck{k, principal_of(u, k.scopes)};
+                  ck.who.key_id = k.id;
+                  self->state.keys[hash] = ck;
+                  if (auto err = check(ck))
+                    rp.deliver(err);
+                  else
+                    rp.deliver(ck.who);
+                },
+                [=](caf::error& e) mutable {
+                  rp.deliver(to_error(errc::unauthorized, "invalid API key"));
+                });
+          },
+          [=](caf::error& e) mutable {
+            auto f = to_failure(e);
+            rp.deliver(f.code == errc::not_found ? to_error(errc::unauthorized, "invalid API key")
+                                                 : e);
+          });
+      return rp;
+    },
+    [=](caf::put_atom, key_atom, const principal& owner, const std::string& name,
+        const std::vector<std::string>& scopes, int64_t expires_in_s) -> caf::result<new_key> {
+      if (name.empty() || name.size() > 128)
+        return to_error(errc::bad_request, "'name' must be 1 to 128 characters");
+      if (scopes.empty())
+        return to_error(errc::bad_request, "'scopes' must name at least one of embed, train, admin");
+      for (auto& s : scopes) {
+        if (std::find(std::begin(kScopes), std::end(kScopes), s) == std::end(kScopes))
+          return to_error(errc::bad_request,
+                          "unknown scope '" + s + "'; scopes are embed, train, admin");
+        if (!has_scope(owner, s))
+          return to_error(errc::forbidden, "you cannot grant scope '" + s + "' you do not have");
+      }
+      if (expires_in_s < 0)
+        return to_error(errc::bad_request, "'expires_in_s' must be positive");
+      new_key nk;
+      nk.secret = "rk_" + crypto::random_token(32);
+      auto& k = nk.record;
+      k.id = crypto::random_id("k_");
+      k.user_id = owner.user_id;
+      k.name = name;
+      k.scopes = scopes;
+      k.key_hash = crypto::secret_hash(nk.secret);
+      k.prefix = nk.secret.substr(0, 8);
+      k.created_at = unix_now();
+      k.expires_at = expires_in_s > 0 ? k.created_at + expires_in_s : 0;
+      auto rp = self->make_response_promise<new_key>();
+      self->request(self->state.store, timeout, caf::put_atom::value, k)
+        .then([=](caf::ok_atom) mutable { rp.deliver(nk); },
+              [=](caf::error& e) mutable { rp.deliver(e); });
+      return rp;
+    },
+    [=](list_atom, key_atom, const principal& owner) -> caf::result<std::vector<key_record>> {
+      return self->delegate(self->state.store, list_atom::value, key_atom::value, owner.user_id);
+    },
+    [=](caf::delete_atom, key_atom, const principal& owner,
+        const std::string& id) -> caf::result<caf::ok_atom> {
+      // Forget the cached entry at once: the key dies with this request.
+      for (auto i = self->state.keys.begin(); i != self->state.keys.end(); ++i)
+        if (i->second.key.id == id && i->second.key.user_id == owner.user_id) {
+          self->state.keys.erase(i);
+          break;
+        }
+      return self->delegate(self->state.store, caf::delete_atom::value, key_atom::value,
+                            owner.user_id, id);
+    },
+  };
+}
+
+} // namespace rookery

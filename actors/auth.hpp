@@ -1,0 +1,86 @@
+// Accounts, logins, sessions and API keys.
+//  - hasher: Argon2id on detached actors, so password work never blocks the scheduler.
+//  - session: one actor per login: identity, scopes, an expiry timer.
+//  - auth: resolves bearer tokens and API keys to a principal, rate-limits them,
+//    and slows, then refuses, repeated failed logins.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/typed_response_promise.hpp>
+
+#include "messages/protocol.hpp"
+
+namespace rookery {
+
+struct auth_settings {
+  int64_t session_ttl_s = 86400;
+  uint32_t slowdown_after = 3;
+  uint32_t lockout_after = 10;
+  int64_t window_s = 900;
+  double rate_per_s = 50;
+  double burst = 100;
+};
+
+/// A token bucket (requests per second with a burst).
+struct token_bucket {
+  double tokens = 0;
+  double last = 0; // seconds, steady clock
+  bool take(double now, double rate, double burst);
+};
+
+hasher_actor::behavior_type hasher_impl(hasher_actor::pointer self);
+
+struct session_state {
+  static inline const char* name = "session";
+  principal who;
+  std::string token_hash;
+  int64_t expires_at = 0;
+};
+
+session_actor::behavior_type session_impl(session_actor::stateful_pointer<session_state> self,
+                                          principal who, std::string token_hash,
+                                          int64_t expires_at, auth_actor auth);
+
+struct auth_state {
+  static inline const char* name = "auth";
+  struct login_failures {
+    uint32_t count = 0;
+    int64_t first_at = 0;
+  };
+  struct cached_key {
+    key_record key;
+    principal who;
+  };
+  struct pending_login {
+    std::string username, password;
+    caf::typed_response_promise<login_result> promise;
+  };
+  auth_settings settings;
+  store_actor store;
+  std::vector<hasher_actor> hashers;
+  size_t next_hasher = 0;
+  std::unordered_map<std::string, session_actor> sessions; // token hash -> session
+  std::unordered_map<std::string, cached_key> keys;        // key hash -> key
+  std::unordered_map<std::string, token_bucket> buckets;   // key id / session id -> bucket
+  std::unordered_map<std::string, login_failures> failures; // username -> failures
+  std::unordered_map<uint64_t, pending_login> delayed;      // slowed-down logins
+  uint64_t next_delayed = 0;
+  hasher_actor hasher();
+};
+
+/// Spawned by the node; loads unexpired sessions from the store on start.
+auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> self,
+                                    store_actor store, std::vector<hasher_actor> hashers,
+                                    auth_settings settings);
+
+/// Scopes every session of this user gets.
+std::vector<std::string> user_scopes(bool is_admin);
+
+/// True when `scope` is in `p.scopes`.
+bool has_scope(const principal& p, const std::string& scope);
+
+} // namespace rookery

@@ -1,0 +1,237 @@
+#include "actors/embed_service.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/replica.hpp"
+#include "common/log.hpp"
+#include "messages/registration.hpp"
+#include "models/embedding_model.hpp"
+#include "pipelines/image.hpp"
+
+namespace fs = std::filesystem;
+
+namespace rookery {
+
+namespace {
+
+/// Decoder: a detached actor that preprocesses and forwards to a replica.
+using decoder_actor = caf::typed_actor<caf::replies_to<embed_request>::with<embed_result>>;
+
+struct pipeline_entry {
+  pipeline_info info;
+  std::vector<decoder_actor> decoders;
+  size_t next = 0;
+};
+
+struct service_state {
+  static inline const char* name = "embed_service";
+  std::map<std::string, pipeline_entry> pipelines;
+  std::map<std::string, std::string> mime_table;
+  std::string node;
+};
+
+struct decoder_state {
+  static inline const char* name = "image_decoder";
+  std::vector<replica_actor> replicas;
+  size_t next = 0;
+};
+
+decoder_actor::behavior_type
+image_decoder(decoder_actor::stateful_pointer<decoder_state> self,
+              std::vector<replica_actor> replicas, image_options opts, pipeline_info info,
+              std::chrono::milliseconds timeout) {
+  self->state.replicas = std::move(replicas);
+  return {
+    [=](embed_request& req) -> caf::result<embed_result> {
+      auto img = preprocess_image(req.data, opts);
+      if (!img)
+        return to_error(img.error());
+      tensor_msg t;
+      t.shape = {img->c, img->h, img->w};
+      t.data = std::move(img->data);
+      auto& st = self->state;
+      auto replica = st.replicas[st.next++ % st.replicas.size()];
+      auto rp = self->make_response_promise<embed_result>();
+      self->request(replica, timeout, embed_atom::value, std::move(t))
+        .then(
+          [=](embedding_msg& m) mutable {
+            embed_result r;
+            r.pipeline = info.name;
+            r.mime = req.mime;
+            r.model = info.model;
+            r.dim = static_cast<uint32_t>(m.values.size());
+            r.embedding = std::move(m.values);
+            r.queue_ms = m.queue_ms;
+            r.compute_ms = m.compute_ms;
+            rp.deliver(std::move(r));
+          },
+          [=](caf::error& e) mutable { rp.deliver(e); });
+      return rp;
+    },
+  };
+}
+
+embed_service_actor::behavior_type
+service_impl(embed_service_actor::stateful_pointer<service_state> self,
+             std::map<std::string, pipeline_entry> pipelines,
+             std::map<std::string, std::string> mime_table, std::string node) {
+  self->state.pipelines = std::move(pipelines);
+  self->state.mime_table = std::move(mime_table);
+  self->state.node = std::move(node);
+  return {
+    [=](embed_request& req) -> caf::result<embed_result> {
+      auto& st = self->state;
+      std::string name = req.pipeline;
+      if (name.empty()) {
+        auto i = st.mime_table.find(req.mime);
+        if (i == st.mime_table.end()) {
+          std::string supported;
+          for (auto& [mime, p] : st.mime_table)
+            supported += (supported.empty() ? "" : ", ") + mime;
+          return to_error(errc::unsupported_media, "no pipeline embeds '" + req.mime
+                                                     + "'; supported types: " + supported);
+        }
+        name = i->second;
+      }
+      auto p = st.pipelines.find(name);
+      if (p == st.pipelines.end())
+        return to_error(errc::not_found, "unknown pipeline '" + name + "'");
+      auto& entry = p->second;
+      if (!entry.info.ready)
+        return to_error(errc::unavailable, "pipeline '" + name + "' is not ready: "
+                                             + entry.info.status);
+      req.pipeline = name;
+      auto dec = entry.decoders[entry.next++ % entry.decoders.size()];
+      return self->delegate(dec, std::move(req));
+    },
+    [=](list_atom) {
+      std::vector<pipeline_info> out;
+      for (auto& [name, e] : self->state.pipelines)
+        out.push_back(e.info);
+      return out;
+    },
+  };
+}
+
+} // namespace
+
+result<installed_model> find_installed_model(const std::string& data_dir,
+                                             const std::string& name) {
+  fs::path root = fs::path(data_dir) / "models" / name;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec))
+    return fail(errc::not_found, "no model '" + name + "' under " + root.string());
+  installed_model best;
+  for (auto& entry : fs::directory_iterator(root, ec)) {
+    auto v = entry.path().filename().string();
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto version = static_cast<uint32_t>(std::stoul(v));
+    if (version <= best.version || !fs::exists(entry.path() / "config.json"))
+      continue;
+    try {
+      std::ifstream in(entry.path() / "config.json");
+      auto j = nlohmann::json::parse(in);
+      installed_model m;
+      m.name = name;
+      m.version = version;
+      m.dir = fs::absolute(entry.path()).string();
+      m.arch = j.value("arch", "");
+      m.format = j.value("format", "state_dict");
+      m.weights = (fs::absolute(entry.path()) / j.value("weights", "model.pt")).string();
+      best = m;
+    } catch (const std::exception& e) {
+      return fail(errc::unprocessable,
+                  (entry.path() / "config.json").string() + " is not valid: " + e.what());
+    }
+  }
+  if (best.version == 0)
+    return fail(errc::not_found, "no installed version of model '" + name + "' under "
+                                   + root.string());
+  return best;
+}
+
+result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg) {
+  std::map<std::string, pipeline_entry> pipelines;
+  pipeline_entry image;
+  auto& info = image.info;
+  info.name = "image";
+  info.kind = "image";
+  for (auto& [mime, p] : cfg.mime_table)
+    if (p == "image")
+      info.mime_types.push_back(mime);
+  info.model = cfg.image_model;
+
+  std::vector<std::shared_ptr<embedding_model>> models;
+  auto installed = find_installed_model(cfg.data, cfg.image_model);
+  if (installed) {
+    model_spec spec;
+    spec.name = installed->name;
+    spec.arch = installed->arch;
+    spec.weights_path = installed->weights;
+    spec.format = installed->format;
+    spec.threads = static_cast<int>(cfg.torch_threads);
+    for (uint32_t i = 0; i < cfg.replicas; ++i) {
+      auto m = embedding_model::load(spec);
+      if (!m) {
+        log::error("image pipeline: cannot load {} v{}: {}", installed->name,
+                   installed->version, m.error().message);
+        info.status = "weights failed to load: " + m.error().message;
+        models.clear();
+        break;
+      }
+      models.emplace_back(std::move(m.value()));
+    }
+    if (!models.empty()) {
+      info.pretrained = true;
+      info.status = "serving " + installed->name + " version " + std::to_string(installed->version)
+                    + " (" + installed->format + ") from " + installed->weights;
+      log::info("image pipeline: {}", info.status);
+    }
+  } else {
+    info.status = "no weights installed for model '" + cfg.image_model + "' ("
+                  + installed.error().message + ")";
+  }
+  if (models.empty() && cfg.allow_untrained) {
+    auto arch = cfg.image_model;
+    for (uint32_t i = 0; i < cfg.replicas; ++i) {
+      auto m = embedding_model::create_untrained(arch);
+      if (!m) {
+        info.status += "; untrained fallback failed: " + m.error().message;
+        models.clear();
+        break;
+      }
+      models.emplace_back(std::move(m.value()));
+    }
+    if (!models.empty()) {
+      info.status += "; serving UNTRAINED random weights: embeddings are not meaningful. "
+                     "Install weights with `rookery models import`.";
+      log::warn("image pipeline: {}", info.status);
+    }
+  }
+  if (!models.empty()) {
+    info.ready = true;
+    info.dim = models.front()->dim();
+    info.replicas = static_cast<uint32_t>(models.size());
+    std::vector<replica_actor> replicas;
+    for (auto& m : models)
+      replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, info.model, cfg.max_batch));
+    image_options opts;
+    opts.max_pixels = cfg.max_image_pixels;
+    auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
+    for (uint32_t i = 0; i < cfg.decoders; ++i)
+      image.decoders.push_back(
+        sys.spawn<caf::detached>(image_decoder, replicas, opts, info, timeout));
+  } else {
+    log::error("image pipeline is not ready: {}", info.status);
+  }
+  pipelines.emplace(info.name, std::move(image));
+  auto node = cfg.cluster_host + ":" + std::to_string(cfg.cluster_port);
+  return sys.spawn(service_impl, std::move(pipelines), cfg.mime_table, node);
+}
+
+} // namespace rookery

@@ -1,0 +1,37 @@
+// The embedding pipelines of one node. The service actor picks a pipeline
+// (explicit name, or the MIME table), hands the bytes to a pool of detached
+// decoder actors (decode -> resize/crop -> normalise) which send the tensor to
+// a model replica and answer with the L2-normalised embedding.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+#include "messages/protocol.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace rookery {
+
+/// Model repository layout: <data>/models/<name>/<version>/{config.json, weights}.
+struct installed_model {
+  std::string name;
+  uint32_t version = 0;
+  std::string dir;
+  std::string arch;
+  std::string format;  // state_dict | torchscript
+  std::string weights; // absolute path of the weights file
+};
+
+/// The newest installed version of `name`, if any (reads config.json).
+result<installed_model> find_installed_model(const std::string& data_dir, const std::string& name);
+
+/// Loads models, spawns replicas and decoders, and returns the service actor.
+/// Never fails for missing weights: the pipeline is then flagged in its info.
+result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg);
+
+} // namespace rookery

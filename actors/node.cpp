@@ -1,0 +1,196 @@
+#include "actors/node.hpp"
+
+#include <filesystem>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include "actors/auth.hpp"
+#include "actors/cluster.hpp"
+#include "actors/embed_service.hpp"
+#include "actors/job_manager.hpp"
+#include "actors/store_actor.hpp"
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+#include "http/server.hpp"
+#include "messages/registration.hpp"
+#include "store/store.hpp"
+
+namespace fs = std::filesystem;
+
+namespace rookery {
+
+struct node::impl {
+  config cfg;
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::vector<caf::actor> actors; // everything to stop on shutdown
+  std::unique_ptr<http_server> http;
+  uint16_t cluster_port = 0;
+  bool stopped = false;
+};
+
+namespace {
+
+std::string db_path(const config& cfg) {
+  return (fs::path(cfg.data) / "rookery.db").string();
+}
+
+template <class Handle>
+void keep(node::impl& n, const Handle& h) {
+  n.actors.push_back(caf::actor_cast<caf::actor>(h));
+}
+
+} // namespace
+
+void init_crypto(const config& cfg) {
+  crypto::init();
+  crypto::set_pwhash_params(cfg.password_hash_cost == "min" ? crypto::pwhash_params::minimum()
+                                                            : crypto::pwhash_params::interactive());
+}
+
+status create_user_offline(const config& cfg, const std::string& username,
+                           const std::string& password, bool is_admin) {
+  auto db = Store::open(db_path(cfg));
+  if (!db)
+    return db.error();
+  if ((*db)->find_user_by_name(username))
+    return fail(errc::conflict, "user '" + username + "' exists already");
+  auto hash = crypto::hash_password(password);
+  if (hash.empty())
+    return fail(errc::internal, "password hashing failed");
+  auto u = (*db)->create_user(username, hash, is_admin);
+  if (!u)
+    return u.error();
+  return {};
+}
+
+node::node(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+node::~node() {
+  stop();
+}
+
+uint16_t node::http_port() const {
+  return impl_->http ? impl_->http->port() : 0;
+}
+
+uint16_t node::cluster_port() const {
+  return impl_->cluster_port;
+}
+
+void node::stop() {
+  if (!impl_ || impl_->stopped)
+    return;
+  impl_->stopped = true;
+  if (impl_->http)
+    impl_->http->stop();
+  for (auto& a : impl_->actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  impl_->actors.clear();
+  impl_->sys.reset(); // waits for all actors
+}
+
+result<std::unique_ptr<node>> node::start(const config& cfg) {
+  auto n = std::make_unique<impl>();
+  n->cfg = cfg;
+  init_crypto(cfg);
+  std::error_code ec;
+  fs::create_directories(cfg.data, ec);
+  if (ec)
+    return fail(errc::internal, "cannot create data directory " + cfg.data + ": " + ec.message());
+
+  // The store is opened here, before any actor exists, so a broken database
+  // stops the start with a clear message.
+  auto db = Store::open(db_path(cfg));
+  if (!db)
+    return db.error();
+  if (!cfg.admin_user.empty() && !(*db)->find_user_by_name(cfg.admin_user)) {
+    if (cfg.admin_password.size() < 8)
+      return fail(errc::bad_request, "admin_password must have at least 8 characters");
+    auto u = (*db)->create_user(cfg.admin_user, crypto::hash_password(cfg.admin_password), true);
+    if (!u)
+      return u.error();
+    log::info("created admin user '{}'", cfg.admin_user);
+  }
+
+  n->sys_cfg = std::make_unique<caf::actor_system_config>();
+  auto& sc = *n->sys_cfg;
+  register_types(sc);
+  sc.load<caf::io::middleman>();
+  // CAF 0.17 ships with heartbeats off: set both on every node, or a frozen
+  // peer is never noticed.
+  sc.set("middleman.heartbeat-interval",
+         caf::timespan{std::chrono::milliseconds(cfg.heartbeat_ms)});
+  sc.set("middleman.connection-timeout",
+         caf::timespan{std::chrono::milliseconds(cfg.connection_timeout_ms)});
+  auto threads = cfg.scheduler_threads != 0 ? cfg.scheduler_threads
+                                            : std::max(2u, std::thread::hardware_concurrency());
+  sc.set("scheduler.max-threads", static_cast<size_t>(threads));
+  sc.set("logger.verbosity", caf::atom("quiet"));
+  n->sys = std::make_unique<caf::actor_system>(sc);
+  auto& sys = *n->sys;
+
+  std::shared_ptr<Store> shared_db{std::move(db.value())};
+  auto store = sys.spawn<caf::detached>(store_impl, shared_db);
+  keep(*n, store);
+  std::vector<hasher_actor> hashers;
+  for (int i = 0; i < 2; ++i) {
+    hashers.push_back(sys.spawn<caf::detached>(hasher_impl));
+    keep(*n, hashers.back());
+  }
+  auth_settings as;
+  as.session_ttl_s = cfg.session_ttl_s;
+  as.slowdown_after = cfg.login_slowdown_after;
+  as.lockout_after = cfg.login_lockout_after;
+  as.window_s = cfg.login_window_s;
+  as.rate_per_s = cfg.key_rate_per_s;
+  as.burst = cfg.key_burst;
+  auto auth = sys.spawn(auth_impl, store, hashers, as);
+  keep(*n, auth);
+
+  embed_service_actor embed;
+  if (cfg.role == "gateway") {
+    auto cl = sys.spawn(cluster_impl, cfg.seeds, std::chrono::milliseconds(cfg.reconnect_ms),
+                        std::chrono::milliseconds(cfg.request_timeout_ms));
+    keep(*n, cl);
+    embed = cl;
+  } else {
+    auto svc = spawn_embed_service(sys, cfg);
+    if (!svc)
+      return svc.error();
+    embed = *svc;
+    keep(*n, embed);
+    if (cfg.role == "worker") {
+      auto port = sys.middleman().publish(embed, cfg.cluster_port, cfg.cluster_host.c_str(), true);
+      if (!port)
+        return fail(errc::unavailable, "cannot publish on cluster port "
+                                         + std::to_string(cfg.cluster_port) + ": "
+                                         + sys.render(port.error()));
+      n->cluster_port = *port;
+      log::info("worker: embedding service published on {}:{}", cfg.cluster_host, *port);
+    }
+  }
+  auto jobs = sys.spawn<caf::detached>(job_manager_impl, store, embed, cfg.data,
+                                       cfg.max_running_jobs);
+  keep(*n, jobs);
+
+  node_handles h;
+  h.sys = &sys;
+  h.store = store;
+  h.auth = auth;
+  h.embed = embed;
+  h.jobs = jobs;
+  h.role = cfg.role;
+  auto http = http_server::start(cfg, h);
+  if (!http) {
+    auto ptr = std::unique_ptr<node>(new node(std::move(n)));
+    ptr->stop();
+    return http.error();
+  }
+  n->http = std::move(http.value());
+  return std::unique_ptr<node>(new node(std::move(n)));
+}
+
+} // namespace rookery

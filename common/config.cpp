@@ -1,0 +1,195 @@
+#include "common/config.hpp"
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+extern char** environ;
+
+namespace rookery {
+
+using nlohmann::json;
+
+namespace {
+
+#define ROOKERY_CONFIG_FIELDS(X)                                                             \
+  X(role) X(host) X(port) X(data) X(log_level) X(http_threads) X(scheduler_threads)          \
+  X(cluster_host) X(cluster_port) X(seeds) X(heartbeat_ms) X(connection_timeout_ms)          \
+  X(reconnect_ms) X(signup) X(admin_user) X(admin_password) X(session_ttl_s)                 \
+  X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
+  X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_image_pixels) X(request_timeout_ms) \
+  X(replicas) X(torch_threads) X(decoders) X(max_batch) X(image_model) X(allow_untrained)    \
+  X(mime_table) X(max_running_jobs) X(max_jobs_per_user)
+
+json to_json(const config& c) {
+  json j;
+#define X(name) j[#name] = c.name;
+  ROOKERY_CONFIG_FIELDS(X)
+#undef X
+  return j;
+}
+
+config from_json(const json& j) {
+  config c;
+#define X(name) j.at(#name).get_to(c.name);
+  ROOKERY_CONFIG_FIELDS(X)
+#undef X
+  return c;
+}
+
+std::string lower(std::string s) {
+  for (auto& ch : s)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// Text from an environment variable or a flag, read as the type of `like`.
+json parse_as(const json& like, const std::string& text) {
+  if (like.is_string())
+    return text;
+  if (like.is_boolean()) {
+    auto t = lower(text);
+    if (t == "1" || t == "true" || t == "yes" || t == "on")
+      return true;
+    if (t == "0" || t == "false" || t == "no" || t == "off")
+      return false;
+    throw std::invalid_argument("expected a boolean, got '" + text + "'");
+  }
+  if (like.is_number_unsigned()) {
+    if (text.empty() || text[0] == '-')
+      throw std::invalid_argument("expected a non-negative integer, got '" + text + "'");
+    size_t pos = 0;
+    auto v = std::stoull(text, &pos);
+    if (pos != text.size())
+      throw std::invalid_argument("expected an integer, got '" + text + "'");
+    return v;
+  }
+  if (like.is_number_integer()) {
+    size_t pos = 0;
+    auto v = std::stoll(text, &pos);
+    if (pos != text.size())
+      throw std::invalid_argument("expected an integer, got '" + text + "'");
+    return v;
+  }
+  if (like.is_number_float()) {
+    size_t pos = 0;
+    auto v = std::stod(text, &pos);
+    if (pos != text.size())
+      throw std::invalid_argument("expected a number, got '" + text + "'");
+    return v;
+  }
+  if (like.is_array()) { // comma-separated list, or a JSON array
+    if (!text.empty() && text[0] == '[')
+      return json::parse(text);
+    json arr = json::array();
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty())
+        arr.push_back(item);
+    return arr;
+  }
+  return json::parse(text); // objects: JSON text
+}
+
+status validate(const config& c) {
+  auto bad = [](std::string m) { return status{fail(errc::bad_request, std::move(m))}; };
+  if (c.role != "all" && c.role != "gateway" && c.role != "worker")
+    return bad("role must be all, gateway or worker, not '" + c.role + "'");
+  if (c.signup != "open" && c.signup != "admin")
+    return bad("signup must be open or admin");
+  if (c.password_hash_cost != "interactive" && c.password_hash_cost != "min")
+    return bad("password_hash_cost must be interactive or min");
+  if (c.role == "gateway" && c.seeds.empty())
+    return bad("a gateway needs at least one seed (--seeds host:port)");
+  for (auto& s : c.seeds)
+    if (s.find(':') == std::string::npos)
+      return bad("seed '" + s + "' is not host:port");
+  if (c.max_batch == 0 || c.replicas == 0 || c.decoders == 0 || c.http_threads == 0)
+    return bad("max_batch, replicas, decoders and http_threads must be at least 1");
+  if (c.heartbeat_ms == 0 || c.connection_timeout_ms <= c.heartbeat_ms)
+    return bad("connection_timeout_ms must be larger than heartbeat_ms (> 0)");
+  if (c.request_timeout_ms < 100)
+    return bad("request_timeout_ms must be at least 100");
+  return {};
+}
+
+} // namespace
+
+std::map<std::string, std::string> rookery_environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("ROOKERY_", 0) != 0)
+      continue;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos)
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+result<config> load_config(const std::string& file, const std::map<std::string, std::string>& env,
+                           const std::map<std::string, std::string>& overrides) {
+  json merged = to_json(config{});
+  const json defaults = merged;
+  try {
+    if (!file.empty()) {
+      std::ifstream in(file);
+      if (!in)
+        return fail(errc::bad_request, "cannot read config file '" + file + "'");
+      json j;
+      try {
+        j = json::parse(in);
+      } catch (const json::exception& e) {
+        return fail(errc::bad_request, "config file '" + file + "' is not valid JSON: " + e.what());
+      }
+      if (!j.is_object())
+        return fail(errc::bad_request, "config file '" + file + "' must hold a JSON object");
+      for (auto& [k, v] : j.items()) {
+        if (!defaults.contains(k))
+          return fail(errc::bad_request, "config file: unknown setting '" + k + "'");
+        merged[k] = v;
+      }
+    }
+    for (auto& [name, value] : env) {
+      if (name.rfind("ROOKERY_", 0) != 0)
+        continue;
+      auto key = lower(name.substr(8));
+      if (!defaults.contains(key))
+        continue; // ROOKERY_* variables of other tools are not ours to reject
+      try {
+        merged[key] = parse_as(defaults[key], value);
+      } catch (const std::exception& e) {
+        return fail(errc::bad_request, name + ": " + e.what());
+      }
+    }
+    for (auto& [key, value] : overrides) {
+      if (!defaults.contains(key))
+        return fail(errc::bad_request, "unknown setting '" + key + "'");
+      try {
+        merged[key] = parse_as(defaults[key], value);
+      } catch (const std::exception& e) {
+        return fail(errc::bad_request, "--" + key + ": " + e.what());
+      }
+    }
+    config c = from_json(merged);
+    if (auto st = validate(c); !st)
+      return st.error();
+    return c;
+  } catch (const json::exception& e) {
+    return fail(errc::bad_request, std::string{"configuration has a value of the wrong type: "}
+                                     + e.what());
+  }
+}
+
+std::string to_json_text(const config& cfg) {
+  auto j = to_json(cfg);
+  if (!cfg.admin_password.empty())
+    j["admin_password"] = "********";
+  return j.dump(2);
+}
+
+} // namespace rookery

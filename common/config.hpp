@@ -1,0 +1,71 @@
+// Rookery's configuration: defaults < JSON file (--config) < ROOKERY_* environment
+// variables < command-line flags. `rookery serve --print-config` prints the result.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace rookery {
+
+struct config {
+  // -- node
+  std::string role = "all"; // all | gateway | worker
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080; // 0: pick a free port (printed on stdout as "listening on host:port")
+  std::string data = "./rookery-data";
+  std::string log_level = "info";
+  uint32_t http_threads = 2;
+  uint32_t scheduler_threads = 0; // CAF workers; 0 = number of cores
+  // -- cluster (CAF middleman)
+  std::string cluster_host = "127.0.0.1";
+  uint16_t cluster_port = 0; // worker: port its embedding service is published on
+  std::vector<std::string> seeds; // gateway: "host:port" of workers
+  uint32_t heartbeat_ms = 1000;
+  uint32_t connection_timeout_ms = 5000;
+  uint32_t reconnect_ms = 1000;
+  // -- accounts
+  std::string signup = "open"; // open | admin
+  std::string admin_user;      // first admin, created on first start when set
+  std::string admin_password;
+  int64_t session_ttl_s = 86400;
+  std::string password_hash_cost = "interactive"; // interactive | min (tests only)
+  uint32_t login_slowdown_after = 3;   // failures before answers are slowed
+  uint32_t login_lockout_after = 10;   // failures before 429
+  int64_t login_window_s = 900;
+  double key_rate_per_s = 50;  // per API key / session
+  double key_burst = 100;
+  // -- limits
+  uint64_t max_body_bytes = 32ull << 20;
+  int64_t max_image_pixels = 40'000'000;
+  uint32_t request_timeout_ms = 30000;
+  // -- models and pipelines
+  uint32_t replicas = 1;       // model replicas per pipeline
+  uint32_t torch_threads = 0;  // intra-op threads; 0 = number of cores
+  uint32_t decoders = 2;       // image decode/preprocess actors
+  uint32_t max_batch = 8;      // dynamic batching limit
+  std::string image_model = "resnet18"; // model repository entry behind the image pipeline
+  bool allow_untrained = true; // serve random weights when none are installed (flagged as such)
+  std::map<std::string, std::string> mime_table = {
+    {"image/jpeg", "image"}, {"image/png", "image"}, {"image/bmp", "image"},
+    {"image/x-ms-bmp", "image"}, {"image/webp", "image"}, {"image/tiff", "image"},
+    {"image/gif", "image"}};
+  // -- jobs
+  uint32_t max_running_jobs = 2;
+  uint32_t max_jobs_per_user = 1000;
+};
+
+/// Parses a full configuration: `file` may be empty; `env` holds the
+/// environment (name -> value); `overrides` holds flag values (key -> text).
+result<config> load_config(const std::string& file, const std::map<std::string, std::string>& env,
+                           const std::map<std::string, std::string>& overrides);
+
+/// The environment of this process as a map (ROOKERY_* entries only).
+std::map<std::string, std::string> rookery_environment();
+
+/// Pretty JSON of every setting (secrets masked).
+std::string to_json_text(const config& cfg);
+
+} // namespace rookery

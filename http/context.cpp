@@ -1,0 +1,160 @@
+#include "http/context.hpp"
+
+#include <atomic>
+
+#include "actors/auth.hpp"
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+#include "common/metrics.hpp"
+#include "messages/registration.hpp"
+
+namespace rookery::http {
+
+namespace {
+
+std::string reason_of(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+  }
+}
+
+// Accepts a client-sent X-Request-Id when it is short and plain.
+bool plain_id(const std::string& s) {
+  if (s.empty() || s.size() > 64)
+    return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return false;
+  return true;
+}
+
+} // namespace
+
+ctx_ptr make_ctx(const restinio::request_handle_t& req, std::string route) {
+  auto ctx = std::make_shared<request_ctx>();
+  ctx->req = req;
+  ctx->route = std::move(route);
+  ctx->start = std::chrono::steady_clock::now();
+  auto given = req->header().opt_value_of("X-Request-Id");
+  if (given && plain_id(std::string{*given}))
+    ctx->request_id = std::string{*given};
+  else
+    ctx->request_id = crypto::random_id("r_", 8);
+  return ctx;
+}
+
+void respond(const ctx_ptr& ctx, int status, const std::string& body,
+             const std::string& content_type) {
+  if (ctx->answered)
+    return;
+  ctx->answered = true;
+  auto resp = ctx->req->create_response(
+    restinio::http_status_line_t{restinio::http_status_code_t{static_cast<std::uint16_t>(status)},
+                                 status < 400 ? "OK" : reason_of(status)});
+  resp.append_header("X-Request-Id", ctx->request_id);
+  resp.append_header(restinio::http_field::server, "rookery");
+  if (!content_type.empty())
+    resp.append_header(restinio::http_field::content_type, content_type);
+  if (status == 401)
+    resp.append_header(restinio::http_field::www_authenticate, "Bearer");
+  resp.set_body(body);
+  resp.done();
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->start).count();
+  auto method = std::string{ctx->req->header().method().c_str()};
+  metrics::instance().http_request(method, ctx->route, status, secs);
+  log::info("access {} {} {} {} {:.1f}ms", ctx->request_id, method,
+            std::string{ctx->req->header().path()}, status, secs * 1000);
+}
+
+void respond_json(const ctx_ptr& ctx, int status, const json& body) {
+  respond(ctx, status, body.dump(), "application/json");
+}
+
+void respond_empty(const ctx_ptr& ctx, int status) {
+  respond(ctx, status, "", "");
+}
+
+void respond_problem(const ctx_ptr& ctx, errc code, const std::string& detail) {
+  int status = http_status(code);
+  json body{{"type", std::string{"urn:rookery:problem:"} + to_string(code)},
+            {"title", reason_of(status)},
+            {"status", status},
+            {"detail", detail},
+            {"instance", std::string{ctx->req->header().path()}},
+            {"request_id", ctx->request_id}};
+  respond(ctx, status, body.dump(), "application/problem+json");
+}
+
+void respond_error(const ctx_ptr& ctx, const caf::error& err) {
+  auto f = to_failure(err);
+  if (f.code == errc::internal)
+    log::error("request {}: {}", ctx->request_id, caf::to_string(err));
+  respond_problem(ctx, f.code, f.message.empty() ? reason_of(http_status(f.code)) : f.message);
+}
+
+std::optional<json> parse_json_body(const ctx_ptr& ctx) {
+  const auto& body = ctx->req->body();
+  if (body.empty()) {
+    respond_problem(ctx, errc::bad_request, "the request needs a JSON object body");
+    return std::nullopt;
+  }
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    respond_problem(ctx, errc::bad_request, "the body is not a valid JSON object");
+    return std::nullopt;
+  }
+  return j;
+}
+
+void with_actor(const std::shared_ptr<api>& a, std::function<void(caf::event_based_actor*)> f) {
+  a->nodes.sys->spawn([f = std::move(f)](caf::event_based_actor* self) { f(self); });
+}
+
+void with_principal(const std::shared_ptr<api>& a, const ctx_ptr& ctx, const std::string& scope,
+                    authed_fn f) {
+  std::string kind, secret;
+  const auto& h = ctx->req->header();
+  if (auto key = h.opt_value_of("X-API-Key")) {
+    kind = "key";
+    secret = std::string{*key};
+  } else if (auto auth = h.opt_value_of(restinio::http_field::authorization)) {
+    std::string v{*auth};
+    if (v.size() > 7 && (v.compare(0, 7, "Bearer ") == 0 || v.compare(0, 7, "bearer ") == 0)) {
+      secret = v.substr(7);
+      // An API key may also travel as a bearer token.
+      kind = secret.rfind("rk_", 0) == 0 ? "key" : "bearer";
+    }
+  }
+  if (secret.empty()) {
+    respond_problem(ctx, errc::unauthorized,
+                    "authenticate with 'Authorization: Bearer <token>' or 'X-API-Key: <key>'");
+    return;
+  }
+  with_actor(a, [=](caf::event_based_actor* self) {
+    self->request(a->nodes.auth, a->timeout, authn_atom::value, kind, secret)
+      .then(
+        [=](principal& who) {
+          if (!scope.empty() && !has_scope(who, scope)) {
+            respond_problem(ctx, errc::forbidden, "this credential lacks the '" + scope + "' scope");
+            return;
+          }
+          f(self, who);
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+} // namespace rookery::http

@@ -1,0 +1,68 @@
+// Internal to http/: the per-request context and the helpers every handler
+// uses to answer (JSON, problem+json, errors from actors) and to authenticate.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <restinio/all.hpp>
+
+#include "common/config.hpp"
+#include "http/server.hpp"
+
+namespace rookery::http {
+
+using json = nlohmann::json;
+using router_t = restinio::router::express_router_t<>;
+using traits_t = restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t,
+                                    router_t>;
+
+/// One HTTP request in flight.
+struct request_ctx {
+  restinio::request_handle_t req;
+  std::string request_id;
+  std::string route; // route template, for metrics ("/v1/jobs/:id")
+  std::chrono::steady_clock::time_point start;
+  bool answered = false;
+};
+using ctx_ptr = std::shared_ptr<request_ctx>;
+
+/// Everything handlers need: actors, settings.
+struct api {
+  node_handles nodes;
+  config cfg;
+  std::chrono::milliseconds timeout{30000};
+};
+
+ctx_ptr make_ctx(const restinio::request_handle_t& req, std::string route);
+
+void respond(const ctx_ptr& ctx, int status, const std::string& body,
+             const std::string& content_type);
+void respond_json(const ctx_ptr& ctx, int status, const json& body);
+void respond_empty(const ctx_ptr& ctx, int status);
+/// RFC 7807 problem+json.
+void respond_problem(const ctx_ptr& ctx, errc code, const std::string& detail);
+void respond_error(const ctx_ptr& ctx, const caf::error& err);
+
+/// Parses a JSON object body; answers 400 and returns nullopt when malformed.
+std::optional<json> parse_json_body(const ctx_ptr& ctx);
+
+/// Runs `f` on a fresh request actor once the caller is authenticated and holds
+/// `scope` (empty: any). Answers 401/403/429 itself.
+using authed_fn = std::function<void(caf::event_based_actor*, const principal&)>;
+void with_principal(const std::shared_ptr<api>& a, const ctx_ptr& ctx, const std::string& scope,
+                    authed_fn f);
+
+/// Runs `f` on a fresh request actor (no authentication).
+void with_actor(const std::shared_ptr<api>& a, std::function<void(caf::event_based_actor*)> f);
+
+/// Registers all /v1 routes.
+void register_v1_routes(router_t& router, const std::shared_ptr<api>& a);
+
+/// The OpenAPI document.
+const json& openapi_document();
+
+} // namespace rookery::http

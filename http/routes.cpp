@@ -1,0 +1,376 @@
+// The /v1 resources. Handlers stay thin: parse, authenticate, ask an actor,
+// answer. Everything that decides lives in the actors.
+#include <restinio/helpers/multipart_body.hpp>
+
+#include "actors/auth.hpp"
+#include "common/mime.hpp"
+#include "http/context.hpp"
+#include "messages/json.hpp"
+#include "messages/registration.hpp"
+
+namespace rookery::http {
+
+namespace {
+
+using restinio::request_handle_t;
+using restinio::router::route_params_t;
+
+bool valid_username(const std::string& u) {
+  if (u.size() < 3 || u.size() > 64)
+    return false;
+  for (char c : u)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      return false;
+  return true;
+}
+
+/// Reads a string field; answers 400 and returns nullopt when missing.
+std::optional<std::string> string_field(const ctx_ptr& ctx, const json& j, const char* name) {
+  auto i = j.find(name);
+  if (i == j.end() || !i->is_string()) {
+    respond_problem(ctx, errc::bad_request, std::string{"field '"} + name + "' (string) is required");
+    return std::nullopt;
+  }
+  return i->get<std::string>();
+}
+
+std::string query_value(const restinio::request_handle_t& req, const char* name) {
+  try {
+    auto qp = restinio::parse_query(req->header().query());
+    if (qp.has(name))
+      return std::string{qp[name]};
+  } catch (const std::exception&) {
+  }
+  return {};
+}
+
+json principal_json(const principal& p) {
+  return json{{"id", p.user_id},
+              {"username", p.username},
+              {"is_admin", p.is_admin},
+              {"scopes", p.scopes},
+              {"auth", p.key_id.empty() ? "session" : "api_key"},
+              {"key_id", p.key_id.empty() ? json(nullptr) : json(p.key_id)}};
+}
+
+// -- accounts -----------------------------------------------------------------
+
+void create_user(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  auto body = parse_json_body(ctx);
+  if (!body)
+    return;
+  auto username = string_field(ctx, *body, "username");
+  if (!username)
+    return;
+  auto password = string_field(ctx, *body, "password");
+  if (!password)
+    return;
+  if (!valid_username(*username))
+    return respond_problem(ctx, errc::bad_request,
+                           "username must be 3-64 letters, digits, '_', '-' or '.'");
+  if (password->size() < 8 || password->size() > 1024)
+    return respond_problem(ctx, errc::bad_request, "password must be 8 to 1024 characters");
+  bool want_admin = body->value("is_admin", false);
+  auto signup = [=](caf::event_based_actor* self, bool admin) {
+    self->request(a->nodes.auth, a->timeout, signup_atom::value, *username, *password, admin)
+      .then([=](user_record& u) { respond_json(ctx, 201, to_json(u)); },
+            [=](caf::error& e) {
+              auto f = to_failure(e);
+              if (f.code == errc::conflict)
+                respond_problem(ctx, errc::conflict, "username '" + *username + "' is taken");
+              else
+                respond_error(ctx, e);
+            });
+  };
+  bool has_credentials = ctx->req->header().has_field("X-API-Key")
+                         || ctx->req->header().has_field(restinio::http_field::authorization);
+  if (a->cfg.signup == "open" && !want_admin && !has_credentials)
+    return with_actor(a, [=](caf::event_based_actor* self) { signup(self, false); });
+  // Admin-only sign-up, or an admin creating another admin.
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    if (!who.is_admin || !has_scope(who, "admin")) {
+      if (a->cfg.signup == "open" && !want_admin)
+        return signup(self, false);
+      return respond_problem(ctx, errc::forbidden, "only an admin can create this user");
+    }
+    signup(self, want_admin);
+  });
+}
+
+void login(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  auto body = parse_json_body(ctx);
+  if (!body)
+    return;
+  auto username = string_field(ctx, *body, "username");
+  if (!username)
+    return;
+  auto password = string_field(ctx, *body, "password");
+  if (!password)
+    return;
+  auto client = ctx->req->remote_endpoint().address().to_string();
+  with_actor(a, [=](caf::event_based_actor* self) {
+    self->request(a->nodes.auth, a->timeout, login_atom::value, *username, *password, client)
+      .then(
+        [=](login_result& r) {
+          respond_json(ctx, 200, json{{"token", r.token},
+                                      {"token_type", "Bearer"},
+                                      {"expires_at", r.expires_at},
+                                      {"session_id", r.session_id}});
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+void logout(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  auto auth = ctx->req->header().opt_value_of(restinio::http_field::authorization);
+  std::string v = auth ? std::string{*auth} : std::string{};
+  if (v.size() <= 7 || v.compare(0, 7, "Bearer ") != 0)
+    return respond_problem(ctx, errc::unauthorized, "logout needs 'Authorization: Bearer <token>'");
+  auto token = v.substr(7);
+  with_actor(a, [=](caf::event_based_actor* self) {
+    self->request(a->nodes.auth, a->timeout, logout_atom::value, token)
+      .then([=](caf::ok_atom) { respond_empty(ctx, 204); },
+            [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+// -- API keys -----------------------------------------------------------------
+
+void create_key(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  auto body = parse_json_body(ctx);
+  if (!body)
+    return;
+  auto name = string_field(ctx, *body, "name");
+  if (!name)
+    return;
+  std::vector<std::string> scopes;
+  auto s = body->find("scopes");
+  if (s == body->end() || !s->is_array())
+    return respond_problem(ctx, errc::bad_request, "field 'scopes' (array of strings) is required");
+  for (auto& x : *s) {
+    if (!x.is_string())
+      return respond_problem(ctx, errc::bad_request, "'scopes' must hold strings");
+    scopes.push_back(x.get<std::string>());
+  }
+  int64_t expires_in = 0;
+  if (auto e = body->find("expires_in_s"); e != body->end() && !e->is_null()) {
+    if (!e->is_number_integer() || e->get<int64_t>() <= 0)
+      return respond_problem(ctx, errc::bad_request, "'expires_in_s' must be a positive integer");
+    expires_in = e->get<int64_t>();
+  }
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    self->request(a->nodes.auth, a->timeout, caf::put_atom::value, key_atom::value, who, *name,
+                  scopes, expires_in)
+      .then(
+        [=](new_key& k) {
+          auto j = to_json(k.record);
+          j["key"] = k.secret;
+          respond_json(ctx, 201, j);
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+void list_keys(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    self->request(a->nodes.auth, a->timeout, list_atom::value, key_atom::value, who)
+      .then(
+        [=](std::vector<key_record>& keys) {
+          json arr = json::array();
+          for (auto& k : keys)
+            arr.push_back(to_json(k));
+          respond_json(ctx, 200, json{{"keys", arr}});
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+void delete_key(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string id) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    self->request(a->nodes.auth, a->timeout, caf::delete_atom::value, key_atom::value, who, id)
+      .then([=](caf::ok_atom) { respond_empty(ctx, 204); },
+            [=](caf::error& e) {
+              if (to_failure(e).code == errc::not_found)
+                respond_problem(ctx, errc::not_found, "no API key '" + id + "'");
+              else
+                respond_error(ctx, e);
+            });
+  });
+}
+
+// -- pipelines and embeddings ---------------------------------------------------
+
+void list_pipelines(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string only) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal&) {
+    self->request(a->nodes.embed, a->timeout, list_atom::value)
+      .then(
+        [=](std::vector<pipeline_info>& ps) {
+          json arr = json::array();
+          for (auto& p : ps) {
+            if (!only.empty() && p.name == only)
+              return respond_json(ctx, 200, to_json(p));
+            arr.push_back(to_json(p));
+          }
+          if (!only.empty())
+            return respond_problem(ctx, errc::not_found, "unknown pipeline '" + only + "'");
+          json mimes = json::object();
+          for (auto& [m, p] : a->cfg.mime_table)
+            mimes[m] = p;
+          respond_json(ctx, 200, json{{"pipelines", arr}, {"mime_table", mimes}});
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+/// The bytes to embed: the raw body, or the first file part of a multipart form.
+std::optional<std::string> upload_bytes(const ctx_ptr& ctx) {
+  auto ct = ctx->req->header().opt_value_of(restinio::http_field::content_type);
+  if (ct && std::string{*ct}.rfind("multipart/", 0) == 0) {
+    std::optional<std::string> found;
+    auto r = restinio::multipart_body::enumerate_parts(
+      *ctx->req,
+      [&](restinio::multipart_body::parsed_part_t part) {
+        found = std::string{part.body};
+        return restinio::multipart_body::handling_result_t::stop_enumeration;
+      },
+      "multipart", "form-data");
+    if (!r || !found) {
+      respond_problem(ctx, errc::bad_request, "malformed multipart body: no part with data");
+      return std::nullopt;
+    }
+    return found;
+  }
+  return ctx->req->body();
+}
+
+void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeline) {
+  if (ctx->req->body().size() > a->cfg.max_body_bytes)
+    return respond_problem(ctx, errc::payload_too_large,
+                           "the body has " + std::to_string(ctx->req->body().size())
+                             + " bytes; the limit is " + std::to_string(a->cfg.max_body_bytes));
+  auto bytes = upload_bytes(ctx);
+  if (!bytes)
+    return;
+  if (bytes->empty())
+    return respond_problem(ctx, errc::bad_request, "the body is empty: send the data to embed");
+  if (pipeline.empty())
+    pipeline = query_value(ctx->req, "pipeline");
+  auto async = query_value(ctx->req, "async");
+  bool is_async = async == "true" || async == "1";
+  auto data = std::make_shared<std::string>(std::move(*bytes));
+  with_principal(a, ctx, "embed", [=](caf::event_based_actor* self, const principal& who) {
+    embed_request req;
+    req.pipeline = pipeline;
+    req.mime = sniff_mime(*data);
+    req.data = std::move(*data);
+    req.request_id = ctx->request_id;
+    if (is_async) {
+      self->request(a->nodes.jobs, a->timeout, submit_atom::value, who, std::move(req))
+        .then(
+          [=](job_record& j) {
+            respond_json(ctx, 202, json{{"id", j.id}, {"state", j.state},
+                                        {"href", "/v1/jobs/" + j.id}});
+          },
+          [=](caf::error& e) { respond_error(ctx, e); });
+      return;
+    }
+    self->request(a->nodes.embed, a->timeout, std::move(req))
+      .then([=](embed_result& r) { respond_json(ctx, 200, to_json(r)); },
+            [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+// -- jobs -------------------------------------------------------------------------
+
+void list_jobs(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    self->request(a->nodes.jobs, a->timeout, list_atom::value, who)
+      .then(
+        [=](std::vector<job_record>& jobs) {
+          json arr = json::array();
+          for (auto& j : jobs) {
+            auto v = to_json(j);
+            v.erase("result"); // listings stay small; GET /v1/jobs/{id} has it
+            arr.push_back(v);
+          }
+          respond_json(ctx, 200, json{{"jobs", arr}});
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+void get_job(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string id) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    self->request(a->nodes.jobs, a->timeout, caf::get_atom::value, who, id)
+      .then([=](job_record& j) { respond_json(ctx, 200, to_json(j)); },
+            [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+void cancel_job(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string id) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
+    self->request(a->nodes.jobs, a->timeout, cancel_atom::value, who, id)
+      .then([=](job_record& j) { respond_json(ctx, 200, to_json(j)); },
+            [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+// -- models -------------------------------------------------------------------------
+
+void list_models(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal&) {
+    self->request(a->nodes.store, a->timeout, list_atom::value, model_atom::value)
+      .then(
+        [=](std::vector<model_record>& ms) {
+          json arr = json::array();
+          for (auto& m : ms)
+            arr.push_back(to_json(m));
+          respond_json(ctx, 200, json{{"models", arr}});
+        },
+        [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+} // namespace
+
+void register_v1_routes(router_t& r, const std::shared_ptr<api>& a) {
+  using restinio::request_accepted;
+  auto route = [&](auto method, const char* path, auto fn) {
+    std::string p = path;
+    r.add_handler(method, path, [a, p, fn](request_handle_t req, route_params_t params) {
+      fn(a, make_ctx(req, p), params);
+      return request_accepted();
+    });
+  };
+  route(restinio::http_method_post(), "/v1/users", [](auto a, auto c, auto&) { create_user(a, c); });
+  route(restinio::http_method_post(), "/v1/auth/login", [](auto a, auto c, auto&) { login(a, c); });
+  route(restinio::http_method_post(), "/v1/auth/logout", [](auto a, auto c, auto&) { logout(a, c); });
+  route(restinio::http_method_get(), "/v1/auth/me", [](auto a, auto c, auto&) {
+    with_principal(a, c, "", [c](caf::event_based_actor*, const principal& who) {
+      respond_json(c, 200, principal_json(who));
+    });
+  });
+  route(restinio::http_method_post(), "/v1/keys", [](auto a, auto c, auto&) { create_key(a, c); });
+  route(restinio::http_method_get(), "/v1/keys", [](auto a, auto c, auto&) { list_keys(a, c); });
+  route(restinio::http_method_delete(), "/v1/keys/:id", [](auto a, auto c, auto& p) {
+    delete_key(a, c, std::string{p["id"]});
+  });
+  route(restinio::http_method_get(), "/v1/pipelines", [](auto a, auto c, auto&) { list_pipelines(a, c, ""); });
+  route(restinio::http_method_get(), "/v1/pipelines/:name", [](auto a, auto c, auto& p) {
+    list_pipelines(a, c, std::string{p["name"]});
+  });
+  route(restinio::http_method_post(), "/v1/pipelines/:name/embed", [](auto a, auto c, auto& p) {
+    embed(a, c, std::string{p["name"]});
+  });
+  route(restinio::http_method_post(), "/v1/embed", [](auto a, auto c, auto&) { embed(a, c, ""); });
+  route(restinio::http_method_get(), "/v1/jobs", [](auto a, auto c, auto&) { list_jobs(a, c); });
+  route(restinio::http_method_get(), "/v1/jobs/:id", [](auto a, auto c, auto& p) {
+    get_job(a, c, std::string{p["id"]});
+  });
+  route(restinio::http_method_delete(), "/v1/jobs/:id", [](auto a, auto c, auto& p) {
+    cancel_job(a, c, std::string{p["id"]});
+  });
+  route(restinio::http_method_get(), "/v1/models", [](auto a, auto c, auto&) { list_models(a, c); });
+}
+
+} // namespace rookery::http

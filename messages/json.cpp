@@ -1,0 +1,59 @@
+#include "messages/json.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace rookery {
+
+using nlohmann::json;
+
+json to_json(const embed_result& r) {
+  return json{{"pipeline", r.pipeline},
+              {"mime", r.mime},
+              {"model", r.model},
+              {"dim", r.dim},
+              {"embedding", r.embedding},
+              {"timing_ms", {{"queue", r.queue_ms}, {"compute", r.compute_ms}}}};
+}
+
+json to_json(const pipeline_info& p) {
+  return json{{"name", p.name},         {"kind", p.kind},       {"mime_types", p.mime_types},
+              {"model", p.model},       {"dim", p.dim},         {"ready", p.ready},
+              {"pretrained", p.pretrained}, {"status", p.status}, {"replicas", p.replicas}};
+}
+
+json to_json(const key_record& k) {
+  json j{{"id", k.id},           {"name", k.name},         {"scopes", k.scopes},
+         {"prefix", k.prefix},   {"created_at", k.created_at}};
+  j["expires_at"] = k.expires_at != 0 ? json(k.expires_at) : json(nullptr);
+  return j;
+}
+
+json to_json(const user_record& u) {
+  return json{{"id", u.id}, {"username", u.username}, {"is_admin", u.is_admin},
+              {"created_at", u.created_at}};
+}
+
+json to_json(const job_record& j) {
+  json out{{"id", j.id},
+           {"kind", j.kind},
+           {"state", j.state},
+           {"progress", j.progress},
+           {"created_at", j.created_at},
+           {"started_at", j.started_at != 0 ? json(j.started_at) : json(nullptr)},
+           {"finished_at", j.finished_at != 0 ? json(j.finished_at) : json(nullptr)}};
+  if (!j.spec_json.empty())
+    out["spec"] = json::parse(j.spec_json, nullptr, false);
+  if (!j.result_json.empty())
+    out["result"] = json::parse(j.result_json, nullptr, false);
+  if (!j.error.empty())
+    out["error"] = j.error;
+  return out;
+}
+
+json to_json(const model_record& m) {
+  return json{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
+              {"format", m.format}, {"created_at", m.created_at},
+              {"config", json::parse(m.config_json.empty() ? "{}" : m.config_json, nullptr, false)}};
+}
+
+} // namespace rookery

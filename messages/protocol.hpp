@@ -1,0 +1,237 @@
+// The whole actor protocol of Rookery on one screen: atoms, message structs and
+// the typed interface of every actor. Message structs have a free `inspect` and
+// are registered under the same name on every node (messages/registration.cpp),
+// so those marked "remote" can cross the network between gateway and worker.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "messages/records.hpp"
+
+namespace rookery {
+
+// -- atoms (CAF 0.17: at most 10 characters) ---------------------------------
+
+using user_atom = caf::atom_constant<caf::atom("user")>;
+using session_atom = caf::atom_constant<caf::atom("session")>;
+using key_atom = caf::atom_constant<caf::atom("key")>;
+using job_atom = caf::atom_constant<caf::atom("job")>;
+using model_atom = caf::atom_constant<caf::atom("model")>;
+using count_atom = caf::atom_constant<caf::atom("count")>;
+using list_atom = caf::atom_constant<caf::atom("list")>;
+using login_atom = caf::atom_constant<caf::atom("login")>;
+using logout_atom = caf::atom_constant<caf::atom("logout")>;
+using signup_atom = caf::atom_constant<caf::atom("signup")>;
+using authn_atom = caf::atom_constant<caf::atom("authn")>;
+using hash_atom = caf::atom_constant<caf::atom("hash")>;
+using verify_atom = caf::atom_constant<caf::atom("verify")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using embed_atom = caf::atom_constant<caf::atom("embed")>;
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using info_atom = caf::atom_constant<caf::atom("info")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using batch_atom = caf::atom_constant<caf::atom("batch")>;
+using workers_atom = caf::atom_constant<caf::atom("workers")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+// -- messages ------------------------------------------------------------------
+
+/// A dense float tensor crossing actors (and the network): row-major CHW or NCHW.
+struct tensor_msg { // remote
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tensor_msg& x) {
+  return f(caf::meta::type_name("rookery.tensor_msg"), x.shape, x.data);
+}
+
+/// One embedding out of a model replica.
+struct embedding_msg { // remote
+  std::vector<float> values;
+  double queue_ms = 0;   // time waiting in the replica's queue
+  double compute_ms = 0; // time of the forward pass of the whole batch
+  uint32_t batch = 1;    // size of the batch this item ran in
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, embedding_msg& x) {
+  return f(caf::meta::type_name("rookery.embedding_msg"), x.values, x.queue_ms, x.compute_ms,
+           x.batch);
+}
+
+/// Ask for an embedding of raw bytes. `pipeline` empty: chosen from `mime`.
+struct embed_request { // remote
+  std::string pipeline;
+  std::string mime; // sniffed by the gateway (libmagic)
+  std::string data; // the raw bytes
+  std::string request_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, embed_request& x) {
+  return f(caf::meta::type_name("rookery.embed_request"), x.pipeline, x.mime, x.data,
+           x.request_id);
+}
+
+struct embed_result { // remote
+  std::string pipeline;
+  std::string mime;
+  std::string model;
+  uint32_t dim = 0;
+  std::vector<float> embedding;
+  double queue_ms = 0;
+  double compute_ms = 0;
+  std::string node; // which node computed it
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, embed_result& x) {
+  return f(caf::meta::type_name("rookery.embed_result"), x.pipeline, x.mime, x.model, x.dim,
+           x.embedding, x.queue_ms, x.compute_ms, x.node);
+}
+
+/// What a pipeline can do, for GET /v1/pipelines.
+struct pipeline_info { // remote
+  std::string name;
+  std::string kind; // "image"
+  std::vector<std::string> mime_types;
+  std::string model;
+  uint32_t dim = 0;
+  bool ready = false;    // weights loaded
+  bool pretrained = false;
+  std::string status;    // human-readable: where weights came from, or why not ready
+  uint32_t replicas = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pipeline_info& x) {
+  return f(caf::meta::type_name("rookery.pipeline_info"), x.name, x.kind, x.mime_types, x.model,
+           x.dim, x.ready, x.pretrained, x.status, x.replicas);
+}
+
+struct login_result {
+  std::string token;
+  int64_t expires_at = 0;
+  std::string session_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, login_result& x) {
+  return f(caf::meta::type_name("rookery.login_result"), x.token, x.expires_at, x.session_id);
+}
+
+/// A new API key: the record plus the secret, shown to the user once.
+struct new_key {
+  key_record record;
+  std::string secret;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, new_key& x) {
+  return f(caf::meta::type_name("rookery.new_key"), x.record, x.secret);
+}
+
+// -- actor interfaces ----------------------------------------------------------
+
+/// store: sole owner of the SQLite database (runs detached: disk I/O).
+using store_actor = caf::typed_actor<
+  // Create a user (id 0 in, assigned id out). conflict when the name is taken.
+  caf::replies_to<caf::put_atom, user_record>::with<user_record>,
+  // Find a user by name / by id. not_found otherwise.
+  caf::replies_to<caf::get_atom, user_atom, std::string>::with<user_record>,
+  caf::replies_to<caf::get_atom, user_atom, uint64_t>::with<user_record>,
+  // Number of users (first-admin bootstrap).
+  caf::replies_to<count_atom, user_atom>::with<int64_t>,
+  // Sessions: create, find by token hash, delete by id, list the unexpired ones at time t.
+  caf::replies_to<caf::put_atom, session_record>::with<caf::ok_atom>,
+  caf::replies_to<caf::get_atom, session_atom, std::string>::with<session_record>,
+  caf::replies_to<caf::delete_atom, session_atom, std::string>::with<caf::ok_atom>,
+  caf::replies_to<list_atom, session_atom, int64_t>::with<std::vector<session_record>>,
+  // API keys: create, list a user's, find by secret hash, delete (user id, key id).
+  caf::replies_to<caf::put_atom, key_record>::with<caf::ok_atom>,
+  caf::replies_to<list_atom, key_atom, uint64_t>::with<std::vector<key_record>>,
+  caf::replies_to<caf::get_atom, key_atom, std::string>::with<key_record>,
+  caf::replies_to<caf::delete_atom, key_atom, uint64_t, std::string>::with<caf::ok_atom>,
+  // Jobs: create, update, find, list a user's (newest first), list unfinished.
+  caf::replies_to<caf::put_atom, job_record>::with<caf::ok_atom>,
+  caf::replies_to<caf::update_atom, job_record>::with<caf::ok_atom>,
+  caf::replies_to<caf::get_atom, job_atom, std::string>::with<job_record>,
+  caf::replies_to<list_atom, job_atom, uint64_t>::with<std::vector<job_record>>,
+  caf::replies_to<list_atom, job_atom>::with<std::vector<job_record>>,
+  // Model repository entries.
+  caf::replies_to<caf::put_atom, model_record>::with<caf::ok_atom>,
+  caf::replies_to<list_atom, model_atom>::with<std::vector<model_record>>>;
+
+/// hasher: Argon2id off the scheduler (a small pool of detached actors).
+using hasher_actor = caf::typed_actor<
+  // Hash a password.
+  caf::replies_to<hash_atom, std::string>::with<std::string>,
+  // Verify (hash, password).
+  caf::replies_to<verify_atom, std::string, std::string>::with<bool>>;
+
+/// session: one per login; holds identity, scopes and an expiry timer.
+using session_actor = caf::typed_actor<
+  // Who this session belongs to; errc::unauthorized once expired.
+  caf::replies_to<caf::get_atom>::with<principal>,
+  // End the session now (logout).
+  caf::reacts_to<caf::close_atom>>;
+
+/// auth: accounts, logins, sessions, API keys, rate limits.
+using auth_actor = caf::typed_actor<
+  // Register (username, password, is_admin).
+  caf::replies_to<signup_atom, std::string, std::string, bool>::with<user_record>,
+  // Log in (username, password, client address) -> token.
+  caf::replies_to<login_atom, std::string, std::string, std::string>::with<login_result>,
+  // Log out the session owning this bearer token.
+  caf::replies_to<logout_atom, std::string>::with<caf::ok_atom>,
+  // Authenticate ("bearer" | "key", secret) -> principal; 429 when the key's rate is exceeded.
+  caf::replies_to<authn_atom, std::string, std::string>::with<principal>,
+  // Keys: create (owner, name, scopes, expires_in_s), list, delete.
+  caf::replies_to<caf::put_atom, key_atom, principal, std::string, std::vector<std::string>,
+                  int64_t>::with<new_key>,
+  caf::replies_to<list_atom, key_atom, principal>::with<std::vector<key_record>>,
+  caf::replies_to<caf::delete_atom, key_atom, principal, std::string>::with<caf::ok_atom>,
+  // A session actor tells auth it expired (token hash).
+  caf::reacts_to<expire_atom, std::string>,
+  // Internal: a slowed-down login is due (pending id).
+  caf::reacts_to<retry_atom, uint64_t>>;
+
+/// model replica: owns one loaded model; batches whatever is queued (remote).
+using replica_actor = caf::typed_actor<
+  // Embed one preprocessed tensor (CHW).
+  caf::replies_to<embed_atom, tensor_msg>::with<embedding_msg>,
+  // Internal: run a batch of what is queued.
+  caf::reacts_to<batch_atom>>;
+
+/// embedding service: the pipelines of one node, or (gateway) a router over
+/// remote workers' services. This is what a worker publishes (remote).
+using embed_service_actor = caf::typed_actor<
+  // Embed raw bytes through a pipeline.
+  caf::replies_to<embed_request>::with<embed_result>,
+  // Describe the pipelines.
+  caf::replies_to<list_atom>::with<std::vector<pipeline_info>>>;
+
+/// job manager: asynchronous work polled by id; the seam trainers plug into.
+using job_manager_actor = caf::typed_actor<
+  // Submit an embedding job for the caller (principal, request) -> queued record.
+  caf::replies_to<submit_atom, principal, embed_request>::with<job_record>,
+  // Get one job of the caller (admins: any). not_found for others' jobs.
+  caf::replies_to<caf::get_atom, principal, std::string>::with<job_record>,
+  // List the caller's jobs.
+  caf::replies_to<list_atom, principal>::with<std::vector<job_record>>,
+  // Cancel a job of the caller.
+  caf::replies_to<cancel_atom, principal, std::string>::with<job_record>,
+  // Internal: a running job finished (id, result JSON or error).
+  caf::reacts_to<done_atom, std::string, bool, std::string>>;
+
+} // namespace rookery

@@ -1,0 +1,232 @@
+#include "models/embedding_model.hpp"
+
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <optional>
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "models/resnet.hpp"
+#include "models/state_dict.hpp"
+
+namespace rookery {
+
+namespace {
+
+constexpr uint64_t untrained_seed = 0;
+
+std::string first_line(std::string s) {
+  auto nl = s.find('\n');
+  if (nl != std::string::npos)
+    s.resize(nl);
+  return s;
+}
+
+// First tensor of a module's output: a tensor, or the first tensor in a tuple/list.
+std::optional<torch::Tensor> first_tensor(const c10::IValue& v) {
+  if (v.isTensor())
+    return v.toTensor();
+  if (v.isTuple()) {
+    for (auto& e : v.toTupleRef().elements())
+      if (e.isTensor())
+        return e.toTensor();
+  } else if (v.isList()) {
+    for (const c10::IValue e : v.toListRef())
+      if (e.isTensor())
+        return e.toTensor();
+  }
+  return std::nullopt;
+}
+
+std::vector<std::vector<float>> to_rows(torch::Tensor t) {
+  t = t.to(torch::kFloat).contiguous();
+  const auto n = t.size(0);
+  const auto d = t.size(1);
+  std::vector<std::vector<float>> out(static_cast<size_t>(n));
+  const float* p = t.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i)
+    out[static_cast<size_t>(i)].assign(p + i * d, p + (i + 1) * d);
+  return out;
+}
+
+} // namespace
+
+struct embedding_model::impl {
+  std::string arch;
+  bool pretrained = false;
+  uint32_t dim = 0;
+  int threads = 0;
+  int64_t in_channels = 3;
+  ResNet resnet{nullptr};
+  std::optional<torch::jit::Module> script;
+  bool script_has_features = false;
+
+  void apply_threads() const {
+    if (threads > 0 && at::get_num_threads() != threads)
+      at::set_num_threads(threads);
+  }
+
+  // Raw TorchScript output as (N, D).
+  torch::Tensor run_script(const torch::Tensor& x, bool features) {
+    c10::IValue out;
+    if (features && script_has_features)
+      out = script->get_method("forward_features")({x});
+    else
+      out = script->forward({x});
+    auto t = first_tensor(out);
+    TORCH_CHECK(t.has_value(), "the TorchScript module returned no tensor");
+    TORCH_CHECK(t->dim() >= 1 && t->size(0) == x.size(0), "the TorchScript module returned shape ",
+                t->sizes(), " for a batch of ", x.size(0));
+    return t->reshape({x.size(0), -1});
+  }
+
+  result<std::vector<std::vector<float>>> run(const std::vector<const float*>& images, int64_t c,
+                                              int64_t h, int64_t w, bool features) {
+    if (images.empty())
+      return std::vector<std::vector<float>>{};
+    if (c <= 0 || h <= 0 || w <= 0 || c > 64 || h > 65536 || w > 65536)
+      return fail(errc::bad_request, "bad image tensor size " + std::to_string(c) + "x"
+                                       + std::to_string(h) + "x" + std::to_string(w));
+    if (resnet && c != in_channels)
+      return fail(errc::bad_request, "model " + arch + " expects " + std::to_string(in_channels)
+                                       + "-channel input, got " + std::to_string(c));
+    for (auto* p : images)
+      if (!p)
+        return fail(errc::bad_request, "null image in batch");
+    try {
+      apply_threads();
+      c10::InferenceMode guard;
+      const auto n = static_cast<int64_t>(images.size());
+      const auto per = c * h * w;
+      auto x = torch::empty({n, c, h, w}, torch::kFloat);
+      float* dst = x.data_ptr<float>();
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(dst + i * per, images[static_cast<size_t>(i)],
+                    static_cast<size_t>(per) * sizeof(float));
+      torch::Tensor y;
+      if (resnet)
+        y = features ? resnet->forward_features(x) : resnet->forward(x);
+      else
+        y = run_script(x, features);
+      if (features)
+        y = torch::nn::functional::normalize(
+          y.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
+      return to_rows(y);
+    } catch (const c10::Error& e) {
+      return fail(errc::internal, "model " + arch + " failed: " + first_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      return fail(errc::internal, "model " + arch + " failed: " + e.what());
+    }
+  }
+};
+
+embedding_model::embedding_model(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+embedding_model::~embedding_model() = default;
+
+std::vector<std::string> embedding_model::supported_archs() {
+  return resnet_archs();
+}
+
+result<std::unique_ptr<embedding_model>> embedding_model::load(const model_spec& spec) {
+  auto p = std::make_unique<impl>();
+  p->threads = spec.threads;
+  p->pretrained = true;
+  const std::string format =
+    !spec.format.empty() ? spec.format : (spec.arch == "torchscript" ? "torchscript" : "state_dict");
+  try {
+    if (spec.threads > 0)
+      at::set_num_threads(spec.threads);
+    if (format == "torchscript") {
+      std::error_code ec;
+      if (!std::filesystem::exists(spec.weights_path, ec))
+        return fail(errc::not_found, "TorchScript file " + spec.weights_path + " does not exist");
+      p->arch = "torchscript";
+      try {
+        p->script = torch::jit::load(spec.weights_path, torch::kCPU);
+      } catch (const c10::Error& e) {
+        return fail(errc::unprocessable, "cannot load TorchScript module " + spec.weights_path + ": "
+                                           + first_line(e.what_without_backtrace()));
+      }
+      p->script->eval();
+      p->script_has_features = p->script->find_method("forward_features").has_value();
+      // Probe once: learn dim() and fail now rather than on the first request.
+      std::vector<float> zeros(3 * 224 * 224, 0.f);
+      auto probe = p->run({zeros.data()}, 3, 224, 224, /*features=*/true);
+      if (!probe)
+        return fail(errc::unprocessable, "TorchScript module " + spec.weights_path
+                                           + " failed on a 1x3x224x224 probe: " + probe.error().message);
+      p->dim = static_cast<uint32_t>(probe->front().size());
+    } else if (format == "state_dict") {
+      ResNetOptions o;
+      o.arch = spec.arch;
+      auto net = make_resnet(o);
+      if (!net)
+        return fail(errc::unprocessable, net.error().message);
+      auto st = load_state_dict(*net.value(), spec.weights_path);
+      if (!st)
+        return st.error();
+      p->resnet = net.value();
+      p->resnet->eval();
+      p->arch = spec.arch;
+      p->dim = static_cast<uint32_t>(p->resnet->feature_dim());
+      p->in_channels = o.in_channels;
+    } else {
+      return fail(errc::unprocessable,
+                  "unknown model format '" + format + "' (expected \"state_dict\" or \"torchscript\")");
+    }
+  } catch (const c10::Error& e) {
+    return fail(errc::unprocessable, "cannot load model " + spec.name + ": "
+                                       + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return fail(errc::unprocessable, "cannot load model " + spec.name + ": " + e.what());
+  }
+  return std::unique_ptr<embedding_model>(new embedding_model(std::move(p)));
+}
+
+result<std::unique_ptr<embedding_model>> embedding_model::create_untrained(const std::string& arch) {
+  auto p = std::make_unique<impl>();
+  ResNetOptions o;
+  o.arch = arch;
+  auto net = make_resnet(o);
+  if (!net)
+    return net.error();
+  try {
+    net.value()->reset_parameters(untrained_seed);
+    p->resnet = net.value();
+    p->resnet->eval();
+  } catch (const c10::Error& e) {
+    return fail(errc::internal, first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return fail(errc::internal, e.what());
+  }
+  p->arch = arch;
+  p->pretrained = false;
+  p->dim = static_cast<uint32_t>(p->resnet->feature_dim());
+  return std::unique_ptr<embedding_model>(new embedding_model(std::move(p)));
+}
+
+result<std::vector<std::vector<float>>>
+embedding_model::embed(const std::vector<const float*>& images, int64_t c, int64_t h, int64_t w) {
+  return impl_->run(images, c, h, w, /*features=*/true);
+}
+
+result<std::vector<std::vector<float>>>
+embedding_model::forward(const std::vector<const float*>& images, int64_t c, int64_t h, int64_t w) {
+  return impl_->run(images, c, h, w, /*features=*/false);
+}
+
+uint32_t embedding_model::dim() const {
+  return impl_->dim;
+}
+
+const std::string& embedding_model::arch() const {
+  return impl_->arch;
+}
+
+bool embedding_model::pretrained() const {
+  return impl_->pretrained;
+}
+
+} // namespace rookery

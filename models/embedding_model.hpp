@@ -1,0 +1,79 @@
+// An image embedding model: a torchvision-compatible ResNet (state_dict
+// weights) or any TorchScript module. Torch-free header: actor code includes it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace rookery {
+
+/// From <data>/models/<name>/<version>/config.json.
+struct model_spec {
+  std::string name;         // e.g. "resnet18"
+  std::string arch;         // "resnet18" ... or "torchscript"
+  std::string weights_path; // state_dict (.pth/.pt) or TorchScript file
+  std::string format;       // "state_dict" | "torchscript"; empty: "torchscript" when arch is, else "state_dict"
+  int threads = 0;          // intra-op threads; 0 = leave as is (see embedding_model::load)
+};
+
+/// One instance per model replica; not thread-safe (one caller at a time), but
+/// distinct instances may run concurrently.
+class embedding_model {
+public:
+  /// Loads `spec`: for "state_dict" builds the ResNet named by spec.arch and
+  /// loads torchvision-named weights (models/state_dict.hpp); for
+  /// "torchscript" loads the module with torch::jit::load and probes it once
+  /// with a 1x3x224x224 zero batch to learn dim().
+  /// spec.threads > 0 calls at::set_num_threads(threads). NOTE: in LibTorch
+  /// this is PROCESS-GLOBAL (the last call wins, for every model); each
+  /// embed()/forward() re-applies it on its calling thread so OpenMP worker
+  /// teams follow it.
+  /// Errors: unprocessable (unknown arch, bad/mismatched weights, broken
+  /// TorchScript), not_found (missing file).
+  static result<std::unique_ptr<embedding_model>> load(const model_spec& spec);
+
+  /// Random-weights model for when no weights are installed -- the caller
+  /// decides whether to use it; pretrained() is false. Weights come from a
+  /// fixed seed, so every replica (and every node) computes the same function.
+  static result<std::unique_ptr<embedding_model>> create_untrained(const std::string& arch);
+
+  /// Supported values of model_spec::arch for the state_dict format.
+  static std::vector<std::string> supported_archs();
+
+  /// Input: a batch of n images, each CHW float32 contiguous (c*h*w floats),
+  /// all the same size. Output: n rows of dim() floats -- the penultimate
+  /// features (ResNet: forward_features; TorchScript: method
+  /// `forward_features` if present, else `forward` flattened to (N, D)),
+  /// L2-normalised per row. An empty batch gives an empty result.
+  /// Errors: bad_request (bad sizes, null pointer, wrong channel count),
+  /// internal (the model failed).
+  result<std::vector<std::vector<float>>> embed(const std::vector<const float*>& images,
+                                                int64_t c, int64_t h, int64_t w);
+
+  /// Same input; the raw model output, not normalised: logits for the ResNet
+  /// archs, and for TorchScript whatever `forward` returns (a tensor, or the
+  /// first tensor of a tuple/list), flattened to (N, D).
+  result<std::vector<std::vector<float>>> forward(const std::vector<const float*>& images,
+                                                  int64_t c, int64_t h, int64_t w);
+
+  /// Length of embed()'s rows (512 for resnet18, 2048 for resnet50).
+  uint32_t dim() const;
+  /// The ResNet arch, or "torchscript".
+  const std::string& arch() const;
+  /// true when loaded from weights, false for create_untrained().
+  bool pretrained() const;
+
+  ~embedding_model();
+  embedding_model(const embedding_model&) = delete;
+  embedding_model& operator=(const embedding_model&) = delete;
+
+private:
+  struct impl;
+  explicit embedding_model(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rookery

@@ -1,0 +1,639 @@
+#include "models/state_dict.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caffe2/serialize/inline_container.h>
+#include <torch/nn/module.h>
+#include <torch/torch.h>
+
+namespace rookery {
+
+namespace {
+
+// --- a restricted unpickler ---------------------------------------------------
+// Just enough of the pickle VM (protocols 2..5) for torch.save'd dicts of
+// tensors. Callables are never invoked: REDUCE on a known torch rebuild
+// function builds a tensor, OrderedDict() builds a dict, anything else becomes
+// an opaque object that is reported if it ends up where a tensor is expected.
+
+struct pyobj;
+using pyref = std::shared_ptr<pyobj>;
+
+struct pyobj {
+  enum class kind { none, boolean, integer, floating, string, bytes, tuple, list, dict, global, tensor, other };
+  kind k = kind::none;
+  int64_t i = 0;
+  double f = 0;
+  std::string s; // string, bytes, global ("module.name"), other (description)
+  std::vector<pyref> items;                       // tuple, list
+  std::vector<std::pair<pyref, pyref>> entries;   // dict
+  at::Tensor t;
+};
+
+pyref make(pyobj::kind k) {
+  auto p = std::make_shared<pyobj>();
+  p->k = k;
+  return p;
+}
+
+pyref make_int(int64_t v) {
+  auto p = make(pyobj::kind::integer);
+  p->i = v;
+  return p;
+}
+
+pyref make_str(pyobj::kind k, std::string s) {
+  auto p = make(k);
+  p->s = std::move(s);
+  return p;
+}
+
+[[noreturn]] void bad(const std::string& what) {
+  throw std::runtime_error("malformed pickle: " + what);
+}
+
+bool scalar_type_of_storage(const std::string& global, at::ScalarType& out) {
+  static const std::map<std::string, at::ScalarType> table{
+    {"torch.FloatStorage", at::kFloat},    {"torch.DoubleStorage", at::kDouble},
+    {"torch.HalfStorage", at::kHalf},      {"torch.BFloat16Storage", at::kBFloat16},
+    {"torch.LongStorage", at::kLong},      {"torch.IntStorage", at::kInt},
+    {"torch.ShortStorage", at::kShort},    {"torch.CharStorage", at::kChar},
+    {"torch.ByteStorage", at::kByte},      {"torch.BoolStorage", at::kBool},
+    {"torch.ComplexFloatStorage", at::kComplexFloat},
+    {"torch.ComplexDoubleStorage", at::kComplexDouble},
+  };
+  auto it = table.find(global);
+  if (it == table.end())
+    return false;
+  out = it->second;
+  return true;
+}
+
+class unpickler {
+public:
+  using storage_loader = std::function<at::Tensor(const std::string& key, at::ScalarType, int64_t numel)>;
+
+  unpickler(const char* data, size_t size, storage_loader load)
+      : p_(data), end_(data + size), load_(std::move(load)) {}
+
+  pyref run() {
+    for (;;) {
+      const auto op = u8();
+      switch (op) {
+        case 0x80: u8(); break;                       // PROTO
+        case 0x95: bytes(8); break;                   // FRAME
+        case '.':                                     // STOP
+          if (stack_.empty())
+            bad("empty stack at STOP");
+          return stack_.back();
+        case 'N': push(make(pyobj::kind::none)); break;
+        case 0x88: case 0x89: {                       // NEWTRUE / NEWFALSE
+          auto b = make(pyobj::kind::boolean);
+          b->i = op == 0x88;
+          push(b);
+          break;
+        }
+        case 'J': push(make_int(static_cast<int32_t>(le(4)))); break;   // BININT
+        case 'K': push(make_int(static_cast<int64_t>(le(1)))); break;   // BININT1
+        case 'M': push(make_int(static_cast<int64_t>(le(2)))); break;   // BININT2
+        case 0x8a: push(make_int(long_n(le(1)))); break;                // LONG1
+        case 0x8b: push(make_int(long_n(le(4)))); break;                // LONG4
+        case 'G': {                                                     // BINFLOAT (big-endian)
+          auto b = bytes(8);
+          uint64_t bits = 0;
+          for (int k = 0; k < 8; ++k)
+            bits = (bits << 8) | static_cast<unsigned char>(b[k]);
+          auto f = make(pyobj::kind::floating);
+          std::memcpy(&f->f, &bits, 8);
+          push(f);
+          break;
+        }
+        case 'X': push(make_str(pyobj::kind::string, str(le(4)))); break;     // BINUNICODE
+        case 0x8c: push(make_str(pyobj::kind::string, str(le(1)))); break;    // SHORT_BINUNICODE
+        case 0x8d: push(make_str(pyobj::kind::string, str(le(8)))); break;    // BINUNICODE8
+        case 'T': push(make_str(pyobj::kind::string, str(le(4)))); break;     // BINSTRING
+        case 'U': push(make_str(pyobj::kind::string, str(le(1)))); break;     // SHORT_BINSTRING
+        case 'B': push(make_str(pyobj::kind::bytes, str(le(4)))); break;      // BINBYTES
+        case 'C': push(make_str(pyobj::kind::bytes, str(le(1)))); break;      // SHORT_BINBYTES
+        case 0x8e: push(make_str(pyobj::kind::bytes, str(le(8)))); break;     // BINBYTES8
+        case 0x96: push(make_str(pyobj::kind::bytes, str(le(8)))); break;     // BYTEARRAY8
+        case ')': push(make(pyobj::kind::tuple)); break;                      // EMPTY_TUPLE
+        case ']': push(make(pyobj::kind::list)); break;                       // EMPTY_LIST
+        case '}': push(make(pyobj::kind::dict)); break;                       // EMPTY_DICT
+        case 0x8f: push(make(pyobj::kind::list)); break;                      // EMPTY_SET
+        case '(': marks_.push_back(stack_.size()); break;                     // MARK
+        case 't': case 'l': case 0x91: {                                      // TUPLE / LIST / FROZENSET
+          auto p = make(op == 't' ? pyobj::kind::tuple : pyobj::kind::list);
+          p->items = pop_mark();
+          push(p);
+          break;
+        }
+        case 0x85: case 0x86: case 0x87: {                                    // TUPLE1..3
+          const size_t n = static_cast<size_t>(op - 0x84);
+          if (stack_.size() < n)
+            bad("stack underflow in TUPLEn");
+          auto p = make(pyobj::kind::tuple);
+          p->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
+          stack_.resize(stack_.size() - n);
+          push(p);
+          break;
+        }
+        case 'a': {                                                           // APPEND
+          auto v = pop();
+          top(pyobj::kind::list)->items.push_back(v);
+          break;
+        }
+        case 'e': case 0x90: {                                                // APPENDS / ADDITEMS
+          auto vs = pop_mark();
+          auto l = top(pyobj::kind::list);
+          l->items.insert(l->items.end(), vs.begin(), vs.end());
+          break;
+        }
+        case 'd': {                                                           // DICT
+          auto vs = pop_mark();
+          auto d = make(pyobj::kind::dict);
+          add_pairs(*d, vs);
+          push(d);
+          break;
+        }
+        case 's': {                                                           // SETITEM
+          auto v = pop();
+          auto k = pop();
+          top(pyobj::kind::dict)->entries.emplace_back(k, v);
+          break;
+        }
+        case 'u': {                                                           // SETITEMS
+          auto vs = pop_mark();
+          add_pairs(*top(pyobj::kind::dict), vs);
+          break;
+        }
+        case 'c': {                                                           // GLOBAL
+          auto module = line();
+          auto name = line();
+          push(make_str(pyobj::kind::global, module + "." + name));
+          break;
+        }
+        case 0x93: {                                                          // STACK_GLOBAL
+          auto name = pop();
+          auto module = pop();
+          if (name->k != pyobj::kind::string || module->k != pyobj::kind::string)
+            bad("STACK_GLOBAL expects two strings");
+          push(make_str(pyobj::kind::global, module->s + "." + name->s));
+          break;
+        }
+        case 'R': {                                                           // REDUCE
+          auto args = pop();
+          auto fn = pop();
+          push(reduce(fn, args));
+          break;
+        }
+        case 0x81: {                                                          // NEWOBJ
+          pop();
+          auto cls = pop();
+          push(make_str(pyobj::kind::other, "instance of " + describe(cls)));
+          break;
+        }
+        case 0x92: {                                                          // NEWOBJ_EX
+          pop();
+          pop();
+          auto cls = pop();
+          push(make_str(pyobj::kind::other, "instance of " + describe(cls)));
+          break;
+        }
+        case 'b': pop(); if (stack_.empty()) bad("BUILD on empty stack"); break; // BUILD: state ignored
+        case 'Q': push(persistent_load(pop())); break;                        // BINPERSID
+        case 'q': memo_[le(1)] = peek(); break;                               // BINPUT
+        case 'r': memo_[le(4)] = peek(); break;                               // LONG_BINPUT
+        case 0x94: memo_[memo_.size()] = peek(); break;                       // MEMOIZE
+        case 'h': push(memo_get(le(1))); break;                               // BINGET
+        case 'j': push(memo_get(le(4))); break;                               // LONG_BINGET
+        case '0': pop(); break;                                               // POP
+        case '2': push(peek()); break;                                        // DUP
+        case '1': pop_mark(); break;                                          // POP_MARK
+        default: {
+          char buf[64];
+          std::snprintf(buf, sizeof buf, "unsupported opcode 0x%02x at offset %zu", op,
+                        static_cast<size_t>(p_ - begin_ - 1));
+          bad(buf);
+        }
+      }
+    }
+  }
+
+  void set_begin(const char* b) { begin_ = b; }
+
+private:
+  uint8_t u8() {
+    if (p_ >= end_)
+      bad("unexpected end of data");
+    return static_cast<uint8_t>(*p_++);
+  }
+  const char* bytes(uint64_t n) {
+    if (n > static_cast<uint64_t>(end_ - p_))
+      bad("unexpected end of data");
+    auto b = p_;
+    p_ += n;
+    return b;
+  }
+  uint64_t le(int n) {
+    auto b = bytes(static_cast<uint64_t>(n));
+    uint64_t v = 0;
+    for (int k = n - 1; k >= 0; --k)
+      v = (v << 8) | static_cast<unsigned char>(b[k]);
+    return v;
+  }
+  int64_t long_n(uint64_t n) {
+    if (n > 8)
+      bad("integer wider than 64 bits");
+    if (n == 0)
+      return 0;
+    auto b = bytes(n);
+    uint64_t v = 0;
+    for (int k = static_cast<int>(n) - 1; k >= 0; --k)
+      v = (v << 8) | static_cast<unsigned char>(b[k]);
+    if (n < 8 && (static_cast<unsigned char>(b[n - 1]) & 0x80))
+      v |= ~uint64_t{0} << (8 * n); // sign-extend
+    return static_cast<int64_t>(v);
+  }
+  std::string str(uint64_t n) {
+    auto b = bytes(n);
+    return std::string(b, static_cast<size_t>(n));
+  }
+  std::string line() {
+    auto nl = static_cast<const char*>(std::memchr(p_, '\n', static_cast<size_t>(end_ - p_)));
+    if (!nl)
+      bad("unterminated GLOBAL");
+    std::string s(p_, nl);
+    p_ = nl + 1;
+    return s;
+  }
+  void push(pyref v) { stack_.push_back(std::move(v)); }
+  pyref pop() {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
+      bad("stack underflow");
+    auto v = std::move(stack_.back());
+    stack_.pop_back();
+    return v;
+  }
+  pyref peek() {
+    if (stack_.empty())
+      bad("stack underflow");
+    return stack_.back();
+  }
+  pyref top(pyobj::kind k) {
+    auto v = peek();
+    if (v->k != k)
+      bad("container opcode applied to a " + describe(v));
+    return v;
+  }
+  std::vector<pyref> pop_mark() {
+    if (marks_.empty())
+      bad("no MARK");
+    auto m = marks_.back();
+    marks_.pop_back();
+    if (m > stack_.size())
+      bad("MARK beyond stack");
+    std::vector<pyref> out(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
+    stack_.resize(m);
+    return out;
+  }
+  pyref memo_get(uint64_t i) {
+    auto it = memo_.find(i);
+    if (it == memo_.end())
+      bad("memo key " + std::to_string(i) + " not found");
+    return it->second;
+  }
+  static void add_pairs(pyobj& d, const std::vector<pyref>& vs) {
+    if (vs.size() % 2)
+      bad("odd number of dict items");
+    for (size_t k = 0; k < vs.size(); k += 2)
+      d.entries.emplace_back(vs[k], vs[k + 1]);
+  }
+
+  static std::string describe(const pyref& v) {
+    switch (v->k) {
+      case pyobj::kind::none: return "None";
+      case pyobj::kind::boolean: return "bool";
+      case pyobj::kind::integer: return "int";
+      case pyobj::kind::floating: return "float";
+      case pyobj::kind::string: return "str";
+      case pyobj::kind::bytes: return "bytes";
+      case pyobj::kind::tuple: return "tuple";
+      case pyobj::kind::list: return "list";
+      case pyobj::kind::dict: return "dict";
+      case pyobj::kind::global: return v->s;
+      case pyobj::kind::tensor: return "tensor";
+      case pyobj::kind::other: return v->s;
+    }
+    return "?";
+  }
+
+  static std::vector<int64_t> int_tuple(const pyref& v, const char* what) {
+    if (v->k != pyobj::kind::tuple && v->k != pyobj::kind::list)
+      bad(std::string(what) + " is not a tuple");
+    std::vector<int64_t> out;
+    for (auto& x : v->items) {
+      if (x->k != pyobj::kind::integer)
+        bad(std::string(what) + " holds a non-integer");
+      out.push_back(x->i);
+    }
+    return out;
+  }
+
+  pyref reduce(const pyref& fn, const pyref& args) {
+    if (fn->k != pyobj::kind::global)
+      return make_str(pyobj::kind::other, "result of calling " + describe(fn));
+    const auto& name = fn->s;
+    const auto& a = args->items;
+    if (name == "collections.OrderedDict" || name == "builtins.dict") {
+      auto d = make(pyobj::kind::dict);
+      // OrderedDict([(k, v), ...]) -- rare; the pickler normally uses SETITEMS.
+      if (!a.empty() && (a[0]->k == pyobj::kind::list || a[0]->k == pyobj::kind::tuple))
+        for (auto& kv : a[0]->items)
+          if ((kv->k == pyobj::kind::tuple || kv->k == pyobj::kind::list) && kv->items.size() == 2)
+            d->entries.emplace_back(kv->items[0], kv->items[1]);
+      return d;
+    }
+    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
+      if (args->k != pyobj::kind::tuple || a.size() < 4 || a[0]->k != pyobj::kind::tensor
+          || a[1]->k != pyobj::kind::integer)
+        bad(name + " with unexpected arguments");
+      auto sizes = int_tuple(a[2], "tensor size");
+      auto strides = int_tuple(a[3], "tensor stride");
+      if (sizes.size() != strides.size())
+        bad("tensor size and stride differ in rank");
+      const int64_t offset = a[1]->i;
+      const int64_t numel = a[0]->t.numel();
+      // Bounds check: the last element reachable must lie inside the storage.
+      int64_t last = offset, count = 1;
+      for (size_t d = 0; d < sizes.size(); ++d) {
+        if (sizes[d] < 0 || strides[d] < 0)
+          bad("negative tensor size or stride");
+        count *= sizes[d];
+        if (sizes[d] > 0)
+          last += (sizes[d] - 1) * strides[d];
+      }
+      if (offset < 0 || (count > 0 && last >= numel))
+        bad("tensor view exceeds its storage");
+      auto t = make(pyobj::kind::tensor);
+      t->t = a[0]->t.as_strided(sizes, strides, offset);
+      return t;
+    }
+    if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
+      if (a.empty() || a[0]->k != pyobj::kind::tensor)
+        bad(name + " without a tensor");
+      return a[0];
+    }
+    if (name == "torch._tensor._rebuild_from_type_v2" || name == "torch._tensor._rebuild_from_type") {
+      // (func, new_type, args, state): the tensor subclass is dropped.
+      if (a.size() >= 3)
+        return reduce(a[0], a[2]);
+      bad(name + " with unexpected arguments");
+    }
+    return make_str(pyobj::kind::other, "object built by " + name);
+  }
+
+  pyref persistent_load(const pyref& pid) {
+    // ('storage', storage_type, key, location, numel)
+    if (pid->k != pyobj::kind::tuple || pid->items.size() < 5 || pid->items[0]->k != pyobj::kind::string
+        || pid->items[0]->s != "storage")
+      bad("unsupported persistent id");
+    const auto& type = pid->items[1];
+    const auto& key = pid->items[2];
+    const auto& numel = pid->items[4];
+    at::ScalarType st;
+    if (type->k != pyobj::kind::global || !scalar_type_of_storage(type->s, st))
+      bad("unsupported storage type " + describe(type));
+    if (key->k != pyobj::kind::string || numel->k != pyobj::kind::integer || numel->i < 0)
+      bad("bad storage reference");
+    auto it = storages_.find(key->s);
+    if (it == storages_.end())
+      it = storages_.emplace(key->s, load_(key->s, st, numel->i)).first;
+    auto t = make(pyobj::kind::tensor);
+    t->t = it->second;
+    return t;
+  }
+
+  const char* begin_ = nullptr;
+  const char* p_;
+  const char* end_;
+  storage_loader load_;
+  std::vector<pyref> stack_;
+  std::vector<size_t> marks_;
+  std::unordered_map<uint64_t, pyref> memo_;
+  std::map<std::string, at::Tensor> storages_;
+};
+
+// --- reading the archive -------------------------------------------------------
+
+using named_tensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+struct read_result {
+  named_tensors tensors;
+  std::vector<std::string> non_tensors; // keys whose value is not a tensor
+};
+
+std::string first_line(std::string s) {
+  auto nl = s.find('\n');
+  if (nl != std::string::npos)
+    s.resize(nl);
+  return s;
+}
+
+result<read_result> read_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return fail(errc::not_found, "weights file " + path + " does not exist");
+  {
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {0, 0, 0, 0};
+    if (!in || !in.read(magic, 4))
+      return fail(errc::unprocessable, "weights file " + path + " is unreadable or too short");
+    if (!(magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4)) {
+      if (static_cast<unsigned char>(magic[0]) == 0x80)
+        return fail(errc::unprocessable,
+                    "weights file " + path + " uses the legacy (pre-1.6) torch.save format, "
+                    "which is not supported; re-save it with a current PyTorch: "
+                    "torch.save(torch.load(p), p)");
+      return fail(errc::unprocessable,
+                  "weights file " + path + " is not a PyTorch checkpoint (no zip header)");
+    }
+  }
+  auto reader = std::make_shared<caffe2::serialize::PyTorchStreamReader>(path);
+  if (!reader->hasRecord("data.pkl")) {
+    if (reader->hasRecord("constants.pkl"))
+      return fail(errc::unprocessable, "weights file " + path + " is a TorchScript archive "
+                                       "(torch.jit.save), not a state_dict; use format \"torchscript\"");
+    return fail(errc::unprocessable, "weights file " + path + " has no data.pkl record");
+  }
+  if (reader->hasRecord("byteorder")) {
+    auto [ptr, size] = reader->getRecord("byteorder");
+    std::string order(static_cast<const char*>(ptr.get()), size);
+    if (order != "little")
+      return fail(errc::unprocessable, "weights file " + path + " is " + order + "-endian");
+  }
+  auto [pkl, pkl_size] = reader->getRecord("data.pkl");
+  auto load = [&](const std::string& key, at::ScalarType st, int64_t numel) {
+    auto [ptr, size] = reader->getRecord("data/" + key);
+    const auto need = static_cast<size_t>(numel) * c10::elementSize(st);
+    if (size < need)
+      throw std::runtime_error("storage " + key + " holds " + std::to_string(size)
+                               + " bytes, needs " + std::to_string(need));
+    auto t = at::empty({numel}, at::TensorOptions().dtype(st));
+    if (need)
+      std::memcpy(t.data_ptr(), ptr.get(), need);
+    return t;
+  };
+  const auto* data = static_cast<const char*>(pkl.get());
+  unpickler u(data, pkl_size, load);
+  u.set_begin(data);
+  auto root = u.run();
+  if (root->k != pyobj::kind::dict)
+    return fail(errc::unprocessable, "weights file " + path + " does not hold a dict of tensors "
+                                     "(torch.save(model.state_dict(), path))");
+  auto is_tensor_dict = [](const pyobj& d) {
+    for (auto& [k, v] : d.entries)
+      if (v->k == pyobj::kind::tensor)
+        return true;
+    return false;
+  };
+  const pyobj* dict = root.get();
+  if (!is_tensor_dict(*dict)) {
+    for (const char* nested : {"state_dict", "model_state_dict", "model"})
+      for (auto& [k, v] : root->entries)
+        if (k->k == pyobj::kind::string && k->s == nested && v->k == pyobj::kind::dict
+            && is_tensor_dict(*v) && dict == root.get())
+          dict = v.get();
+  }
+  read_result out;
+  for (auto& [k, v] : dict->entries) {
+    if (k->k != pyobj::kind::string)
+      return fail(errc::unprocessable, "weights file " + path + " has a non-string key");
+    if (v->k == pyobj::kind::tensor)
+      out.tensors.emplace_back(k->s, v->t);
+    else
+      out.non_tensors.push_back(k->s);
+  }
+  return out;
+}
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string join_truncated(const std::vector<std::string>& items, size_t limit = 10) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < limit; ++i)
+    out += (i ? ", " : "") + items[i];
+  if (items.size() > limit)
+    out += ", ... (" + std::to_string(items.size() - limit) + " more)";
+  return out;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+} // namespace
+
+status load_state_dict(torch::nn::Module& module, const std::string& path) {
+  try {
+    auto read = read_checkpoint(path);
+    if (!read)
+      return read.error();
+    auto& file = read->tensors;
+
+    std::vector<std::pair<std::string, at::Tensor>> expected;
+    for (auto& item : module.named_parameters(/*recurse=*/true))
+      expected.emplace_back(item.key(), item.value());
+    for (auto& item : module.named_buffers(/*recurse=*/true))
+      expected.emplace_back(item.key(), item.value());
+
+    // DataParallel checkpoints prefix every key with "module.".
+    const std::string dp = "module.";
+    bool all_prefixed = !file.empty();
+    for (auto& [k, v] : file)
+      all_prefixed = all_prefixed && k.rfind(dp, 0) == 0;
+    for (auto& [k, v] : expected)
+      all_prefixed = all_prefixed && k.rfind(dp, 0) != 0;
+    if (all_prefixed)
+      for (auto& [k, v] : file)
+        k = k.substr(dp.size());
+
+    std::unordered_map<std::string, at::Tensor> by_name;
+    std::vector<std::string> unexpected;
+    for (auto& [k, v] : file)
+      if (!by_name.emplace(k, v).second)
+        unexpected.push_back(k + " (duplicate)");
+    std::unordered_map<std::string, bool> known;
+    for (auto& [k, v] : expected)
+      known[k] = true;
+
+    std::vector<std::string> missing, mismatched;
+    for (auto& [name, dst] : expected) {
+      auto it = by_name.find(name);
+      if (it == by_name.end()) {
+        if (!ends_with(name, "num_batches_tracked"))
+          missing.push_back(name);
+        continue;
+      }
+      const auto& src = it->second;
+      if (src.sizes() != dst.sizes())
+        mismatched.push_back(name + ": expected " + shape_str(dst.sizes()) + " got "
+                             + shape_str(src.sizes()));
+      else if (src.is_floating_point() != dst.is_floating_point() || src.is_complex() != dst.is_complex())
+        mismatched.push_back(name + ": expected dtype " + std::string(c10::toString(dst.scalar_type()))
+                             + " got " + c10::toString(src.scalar_type()));
+    }
+    for (auto& [k, v] : file)
+      if (!known.count(k) && !ends_with(k, "num_batches_tracked"))
+        unexpected.push_back(k);
+    for (auto& k : read->non_tensors)
+      if (!known.count(k))
+        unexpected.push_back(k + " (not a tensor)");
+      else
+        mismatched.push_back(k + ": expected a tensor, file holds a non-tensor value");
+
+    if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+      std::string msg = "weights file " + path + " does not match the model (" + std::to_string(file.size())
+                        + " tensors in file, " + std::to_string(expected.size()) + " in model)";
+      if (!missing.empty())
+        msg += "; " + std::to_string(missing.size()) + " missing keys: " + join_truncated(missing);
+      if (!unexpected.empty())
+        msg += "; " + std::to_string(unexpected.size()) + " unexpected keys: " + join_truncated(unexpected);
+      if (!mismatched.empty())
+        msg += "; " + std::to_string(mismatched.size()) + " mis-shaped keys: " + join_truncated(mismatched, 8);
+      return fail(errc::unprocessable, std::move(msg));
+    }
+
+    torch::NoGradGuard no_grad;
+    for (auto& [name, dst] : expected) {
+      auto it = by_name.find(name);
+      if (it != by_name.end())
+        dst.copy_(it->second);
+    }
+    return {};
+  } catch (const c10::Error& e) {
+    return fail(errc::unprocessable,
+                "cannot read weights file " + path + ": " + first_line(e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    return fail(errc::unprocessable, "cannot read weights file " + path + ": out of memory");
+  } catch (const std::exception& e) {
+    return fail(errc::unprocessable, "cannot read weights file " + path + ": " + e.what());
+  }
+}
+
+} // namespace rookery

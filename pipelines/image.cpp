@@ -1,0 +1,568 @@
+#include "pipelines/image.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+namespace rookery {
+
+namespace {
+
+// --- byte helpers ----------------------------------------------------------------
+
+using u8 = unsigned char;
+
+inline uint32_t be16(const u8* p) { return (uint32_t{p[0]} << 8) | p[1]; }
+inline uint32_t be32(const u8* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+inline uint32_t le16(const u8* p) { return uint32_t{p[0]} | (uint32_t{p[1]} << 8); }
+inline uint32_t le24(const u8* p) { return le16(p) | (uint32_t{p[2]} << 16); }
+inline uint32_t le32(const u8* p) { return le24(p) | (uint32_t{p[3]} << 24); }
+
+enum class format { unknown, png, jpeg, gif, bmp, webp, tiff };
+
+const char* format_name(format f) {
+  switch (f) {
+    case format::png: return "PNG";
+    case format::jpeg: return "JPEG";
+    case format::gif: return "GIF";
+    case format::bmp: return "BMP";
+    case format::webp: return "WebP";
+    case format::tiff: return "TIFF";
+    default: return "unknown";
+  }
+}
+
+format sniff(const u8* d, size_t n) {
+  if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
+    return format::png;
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+    return format::jpeg;
+  if (n >= 6 && (std::memcmp(d, "GIF87a", 6) == 0 || std::memcmp(d, "GIF89a", 6) == 0))
+    return format::gif;
+  if (n >= 2 && d[0] == 'B' && d[1] == 'M')
+    return format::bmp;
+  if (n >= 12 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0)
+    return format::webp;
+  if (n >= 4 && (std::memcmp(d, "II*\0", 4) == 0 || std::memcmp(d, "MM\0*", 4) == 0))
+    return format::tiff;
+  return format::unknown;
+}
+
+// --- header parsing (no decoding) ---------------------------------------------------
+
+std::optional<image_size> make_size(int64_t w, int64_t h) {
+  if (w <= 0 || h <= 0)
+    return std::nullopt;
+  return image_size{w, h};
+}
+
+std::optional<image_size> peek_png(const u8* d, size_t n) {
+  if (n < 24 || std::memcmp(d + 12, "IHDR", 4) != 0)
+    return std::nullopt;
+  return make_size(be32(d + 16), be32(d + 20));
+}
+
+std::optional<image_size> peek_gif(const u8* d, size_t n) {
+  if (n < 10)
+    return std::nullopt;
+  return make_size(le16(d + 6), le16(d + 8));
+}
+
+std::optional<image_size> peek_bmp(const u8* d, size_t n) {
+  if (n < 26)
+    return std::nullopt;
+  const auto dib = le32(d + 14);
+  if (dib == 12) // BITMAPCOREHEADER: 16-bit unsigned sizes
+    return make_size(le16(d + 18), le16(d + 20));
+  if (dib < 16)
+    return std::nullopt;
+  const auto w = static_cast<int32_t>(le32(d + 18));
+  const auto h = static_cast<int32_t>(le32(d + 22)); // negative: top-down
+  return make_size(w, std::llabs(static_cast<long long>(h)));
+}
+
+std::optional<image_size> peek_webp(const u8* d, size_t n) {
+  if (n < 21)
+    return std::nullopt;
+  if (std::memcmp(d + 12, "VP8 ", 4) == 0) { // lossy
+    if (n < 30 || d[23] != 0x9D || d[24] != 0x01 || d[25] != 0x2A)
+      return std::nullopt;
+    return make_size(le16(d + 26) & 0x3FFF, le16(d + 28) & 0x3FFF);
+  }
+  if (std::memcmp(d + 12, "VP8L", 4) == 0) { // lossless
+    if (n < 25 || d[20] != 0x2F)
+      return std::nullopt;
+    const auto bits = le32(d + 21);
+    return make_size((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1);
+  }
+  if (std::memcmp(d + 12, "VP8X", 4) == 0) { // extended: canvas size
+    if (n < 30)
+      return std::nullopt;
+    return make_size(int64_t{le24(d + 24)} + 1, int64_t{le24(d + 27)} + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<image_size> peek_jpeg(const u8* d, size_t n) {
+  size_t i = 2;
+  while (i < n) {
+    if (d[i] != 0xFF) {
+      ++i; // stray byte between segments (libjpeg skips these too)
+      continue;
+    }
+    while (i < n && d[i] == 0xFF)
+      ++i;
+    if (i >= n)
+      return std::nullopt;
+    const u8 m = d[i++];
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+      continue; // standalone markers
+    if (m == 0xD9 || m == 0xDA)
+      return std::nullopt; // EOI / SOS before any frame header
+    if (i + 2 > n)
+      return std::nullopt;
+    const size_t len = be16(d + i);
+    if (len < 2)
+      return std::nullopt;
+    const bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+    if (sof) {
+      if (i + 7 > n)
+        return std::nullopt;
+      return make_size(be16(d + i + 5), be16(d + i + 3)); // P, Y (height), X (width)
+    }
+    i += len;
+  }
+  return std::nullopt;
+}
+
+std::optional<image_size> peek_tiff(const u8* d, size_t n) {
+  if (n < 8)
+    return std::nullopt;
+  const bool le = d[0] == 'I';
+  auto r16 = [&](size_t o) { return le ? le16(d + o) : be16(d + o); };
+  auto r32 = [&](size_t o) { return le ? le32(d + o) : be32(d + o); };
+  const size_t ifd = r32(4);
+  if (ifd < 8 || ifd + 2 > n)
+    return std::nullopt;
+  const size_t count = r16(ifd);
+  int64_t w = 0, h = 0;
+  for (size_t k = 0; k < count; ++k) {
+    const size_t e = ifd + 2 + 12 * k;
+    if (e + 12 > n)
+      return std::nullopt;
+    const auto tag = r16(e), type = r16(e + 2);
+    int64_t v = 0;
+    if (type == 3)
+      v = r16(e + 8);
+    else if (type == 4)
+      v = r32(e + 8);
+    else
+      continue;
+    if (tag == 256)
+      w = v;
+    else if (tag == 257)
+      h = v;
+  }
+  return make_size(w, h);
+}
+
+std::optional<image_size> peek(format f, const u8* d, size_t n) {
+  switch (f) {
+    case format::png: return peek_png(d, n);
+    case format::jpeg: return peek_jpeg(d, n);
+    case format::gif: return peek_gif(d, n);
+    case format::bmp: return peek_bmp(d, n);
+    case format::webp: return peek_webp(d, n);
+    case format::tiff: return peek_tiff(d, n);
+    default: return std::nullopt;
+  }
+}
+
+// --- completeness checks (truncated files decode "successfully" otherwise) ----------
+
+// Walks the JPEG segment structure, including entropy-coded data, to the EOI
+// marker. An EOI inside an APPn segment (e.g. the EXIF thumbnail) is skipped
+// with its segment, so a file truncated after its thumbnail is still caught.
+bool jpeg_complete(const u8* d, size_t n) {
+  size_t i = 2;
+  while (i < n) {
+    if (d[i] != 0xFF) {
+      ++i;
+      continue;
+    }
+    while (i < n && d[i] == 0xFF)
+      ++i;
+    if (i >= n)
+      return false;
+    const u8 m = d[i++];
+    if (m == 0xD9)
+      return true;
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+      continue;
+    if (i + 2 > n)
+      return false;
+    const size_t len = be16(d + i);
+    if (len < 2)
+      return false;
+    i += len;
+    if (m != 0xDA)
+      continue;
+    // Entropy-coded data: 0xFF is stuffed as FF 00; RSTn markers continue it.
+    for (;;) {
+      if (i >= n)
+        return false;
+      const void* ff = std::memchr(d + i, 0xFF, n - i);
+      if (!ff)
+        return false;
+      i = static_cast<size_t>(static_cast<const u8*>(ff) - d);
+      if (i + 1 >= n)
+        return false;
+      const u8 b = d[i + 1];
+      if (b == 0x00 || (b >= 0xD0 && b <= 0xD7))
+        i += 2;
+      else if (b == 0xFF)
+        i += 1;
+      else
+        break; // a real marker: back to the segment walk
+    }
+  }
+  return false;
+}
+
+bool png_complete(const u8* d, size_t n) {
+  uint64_t i = 8;
+  while (i + 12 <= n) {
+    const uint64_t len = be32(d + i);
+    const bool iend = std::memcmp(d + i + 4, "IEND", 4) == 0;
+    i += 12 + len;
+    if (iend)
+      return i <= n;
+  }
+  return false;
+}
+
+bool bmp_complete(const u8* d, size_t n) {
+  if (n < 30)
+    return false;
+  const uint64_t off = le32(d + 10);
+  const auto dib = le32(d + 14);
+  int64_t w, h, bpp;
+  uint32_t compression = 0;
+  if (dib == 12) {
+    w = le16(d + 18);
+    h = le16(d + 20);
+    bpp = le16(d + 24);
+  } else {
+    if (n < 34)
+      return false;
+    w = static_cast<int32_t>(le32(d + 18));
+    h = std::llabs(static_cast<long long>(static_cast<int32_t>(le32(d + 22))));
+    bpp = le16(d + 28);
+    compression = le32(d + 30);
+  }
+  if (compression != 0 && compression != 3)
+    return true; // RLE / embedded JPEG-PNG: leave to the decoder
+  const uint64_t stride = ((static_cast<uint64_t>(w) * static_cast<uint64_t>(bpp) + 31) / 32) * 4;
+  return off + stride * static_cast<uint64_t>(h) <= n;
+}
+
+bool webp_complete(const u8* d, size_t n) {
+  return n >= 8 && uint64_t{le32(d + 4)} + 8 <= n;
+}
+
+// --- PIL-exact antialiased bilinear resampling ----------------------------------------
+// Port of Pillow's src/libImaging/Resample.c (precompute_coeffs, 8-bpc passes)
+// restricted to a window of output positions: every output pixel depends only
+// on its own coefficients, so resampling just the centre-crop window gives
+// exactly the pixels PIL would produce for the full resize.
+
+constexpr int precision_bits = 32 - 8 - 2;
+
+struct coeffs {
+  int ksize = 0;
+  std::vector<int> bounds; // (min, count) per output position
+  std::vector<int32_t> k;  // ksize per output position
+};
+
+coeffs precompute(int64_t in_size, int64_t out_size, int64_t first, int64_t count) {
+  coeffs c;
+  double scale = static_cast<double>(static_cast<float>(in_size) - 0.0f) / static_cast<double>(out_size);
+  double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = 1.0 * filterscale; // bilinear support 1.0
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.bounds.resize(static_cast<size_t>(count) * 2);
+  c.k.assign(static_cast<size_t>(count) * static_cast<size_t>(c.ksize), 0);
+  std::vector<double> w(static_cast<size_t>(c.ksize));
+  const double ss = 1.0 / filterscale;
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t xx = first + j;
+    const double center = 0.0 + (static_cast<double>(xx) + 0.5) * scale;
+    int64_t xmin = static_cast<int64_t>(center - support + 0.5);
+    if (xmin < 0)
+      xmin = 0;
+    int64_t xmax = static_cast<int64_t>(center + support + 0.5);
+    if (xmax > in_size)
+      xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int64_t x = 0; x < xmax; ++x) {
+      double t = (static_cast<double>(x + xmin) - center + 0.5) * ss;
+      if (t < 0.0)
+        t = -t;
+      const double f = t < 1.0 ? 1.0 - t : 0.0;
+      w[static_cast<size_t>(x)] = f;
+      ww += f;
+    }
+    int32_t* k = &c.k[static_cast<size_t>(j) * static_cast<size_t>(c.ksize)];
+    for (int64_t x = 0; x < xmax; ++x) {
+      double v = w[static_cast<size_t>(x)];
+      if (ww != 0.0)
+        v /= ww;
+      k[x] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << precision_bits))
+                   : static_cast<int32_t>(0.5 + v * (1 << precision_bits));
+    }
+    c.bounds[static_cast<size_t>(j) * 2] = static_cast<int>(xmin);
+    c.bounds[static_cast<size_t>(j) * 2 + 1] = static_cast<int>(xmax);
+  }
+  return c;
+}
+
+inline u8 clip8(int32_t v) {
+  if (v < 0)
+    return 0;
+  v >>= precision_bits;
+  return v > 255 ? 255 : static_cast<u8>(v);
+}
+
+// Resamples `img` (8UC3) to rw x rh and returns the window [x0, x0+cw) x
+// [y0, y0+ch) of the result (inside [0,rw) x [0,rh)), packed, 3 bytes/pixel.
+std::vector<u8> resize_window(const cv::Mat& img, int64_t rw, int64_t rh, int64_t x0, int64_t cw,
+                              int64_t y0, int64_t ch) {
+  const int64_t iw = img.cols, ih = img.rows;
+  const bool need_h = rw != iw;
+  const bool need_v = rh != ih;
+  const int32_t half = 1 << (precision_bits - 1);
+
+  // Source rows the vertical pass reads.
+  coeffs vc;
+  int64_t ybeg = y0, yend = y0 + ch;
+  if (need_v) {
+    vc = precompute(ih, rh, y0, ch);
+    ybeg = vc.bounds[0];
+    yend = vc.bounds[static_cast<size_t>(ch - 1) * 2] + vc.bounds[static_cast<size_t>(ch - 1) * 2 + 1];
+  }
+  const int64_t rows = yend - ybeg;
+
+  // Horizontal pass (or plain copy of the window columns) over those rows.
+  std::vector<u8> tmp(static_cast<size_t>(rows * cw * 3));
+  if (need_h) {
+    auto hc = precompute(iw, rw, x0, cw);
+    for (int64_t y = 0; y < rows; ++y) {
+      const u8* src = img.ptr<u8>(static_cast<int>(ybeg + y));
+      u8* dst = &tmp[static_cast<size_t>(y * cw * 3)];
+      for (int64_t j = 0; j < cw; ++j) {
+        const int xmin = hc.bounds[static_cast<size_t>(j) * 2];
+        const int xcnt = hc.bounds[static_cast<size_t>(j) * 2 + 1];
+        const int32_t* k = &hc.k[static_cast<size_t>(j) * static_cast<size_t>(hc.ksize)];
+        int32_t s0 = half, s1 = half, s2 = half;
+        const u8* p = src + xmin * 3;
+        for (int x = 0; x < xcnt; ++x, p += 3) {
+          s0 += p[0] * k[x];
+          s1 += p[1] * k[x];
+          s2 += p[2] * k[x];
+        }
+        dst[j * 3] = clip8(s0);
+        dst[j * 3 + 1] = clip8(s1);
+        dst[j * 3 + 2] = clip8(s2);
+      }
+    }
+  } else {
+    for (int64_t y = 0; y < rows; ++y)
+      std::memcpy(&tmp[static_cast<size_t>(y * cw * 3)], img.ptr<u8>(static_cast<int>(ybeg + y)) + x0 * 3,
+                  static_cast<size_t>(cw * 3));
+  }
+  if (!need_v)
+    return tmp;
+
+  std::vector<u8> out(static_cast<size_t>(ch * cw * 3));
+  const int64_t stride = cw * 3;
+  std::vector<int32_t> acc(static_cast<size_t>(stride));
+  for (int64_t j = 0; j < ch; ++j) {
+    const int64_t ymin = vc.bounds[static_cast<size_t>(j) * 2] - ybeg;
+    const int ycnt = vc.bounds[static_cast<size_t>(j) * 2 + 1];
+    const int32_t* k = &vc.k[static_cast<size_t>(j) * static_cast<size_t>(vc.ksize)];
+    // Row-wise accumulation: the same integer sums as Pillow's loop order.
+    std::fill(acc.begin(), acc.end(), half);
+    for (int y = 0; y < ycnt; ++y) {
+      const int32_t kv = k[y];
+      const u8* row = &tmp[static_cast<size_t>((ymin + y) * stride)];
+      for (int64_t x = 0; x < stride; ++x)
+        acc[static_cast<size_t>(x)] += row[x] * kv;
+    }
+    u8* dst = &out[static_cast<size_t>(j * stride)];
+    for (int64_t x = 0; x < stride; ++x)
+      dst[x] = clip8(acc[static_cast<size_t>(x)]);
+  }
+  return out;
+}
+
+// Python's round() on (size - crop) / 2 for a non-negative integer difference:
+// round half to even.
+int64_t half_round_even(int64_t diff) {
+  int64_t q = diff / 2;
+  if (diff % 2 != 0 && q % 2 != 0)
+    ++q;
+  return q;
+}
+
+// Offset of the crop in the resized image (negative: zero padding first).
+int64_t crop_offset(int64_t size, int64_t crop) {
+  return size >= crop ? half_round_even(size - crop) : -((crop - size) / 2);
+}
+
+failure decode_error(const std::string& why) {
+  return fail(errc::bad_request, "could not decode image: " + why);
+}
+
+} // namespace
+
+std::optional<image_size> peek_image_size(const std::string& bytes) {
+  const auto* d = reinterpret_cast<const u8*>(bytes.data());
+  return peek(sniff(d, bytes.size()), d, bytes.size());
+}
+
+void init_image_pipeline() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    try {
+      cv::setNumThreads(1);
+    } catch (...) {
+    }
+  });
+}
+
+result<image_tensor> preprocess_image(const std::string& bytes, const image_options& opt) {
+  if (bytes.empty())
+    return fail(errc::bad_request, "empty body");
+  if (bytes.size() > static_cast<size_t>(INT_MAX))
+    return fail(errc::payload_too_large, "image of " + std::to_string(bytes.size()) + " bytes is too large");
+  const auto* d = reinterpret_cast<const u8*>(bytes.data());
+  const size_t n = bytes.size();
+  const auto fmt = sniff(d, n);
+  if (fmt == format::unknown)
+    return decode_error("unrecognised image format (supported: JPEG, PNG, BMP, WebP, TIFF)");
+  if (fmt == format::gif)
+    return fail(errc::unsupported_media,
+                "could not decode image: GIF is not supported (supported: JPEG, PNG, BMP, WebP, TIFF)");
+  const auto size = peek(fmt, d, n);
+  if (!size)
+    return decode_error(std::string("truncated or invalid ") + format_name(fmt) + " header");
+  const auto limit = opt.max_pixels;
+  auto too_many = [&](int64_t w, int64_t h) {
+    return limit > 0 && (w > limit || h > limit || w * h > limit);
+  };
+  if (too_many(size->width, size->height))
+    return fail(errc::payload_too_large,
+                "image is " + std::to_string(size->width) + "x" + std::to_string(size->height)
+                  + " pixels, over the limit of " + std::to_string(limit) + " pixels");
+  if (fmt == format::jpeg && !jpeg_complete(d, n))
+    return decode_error("truncated JPEG (no end-of-image marker)");
+  if (fmt == format::png && !png_complete(d, n))
+    return decode_error("truncated PNG (no IEND chunk)");
+  if (fmt == format::bmp && !bmp_complete(d, n))
+    return decode_error("truncated BMP");
+  if (fmt == format::webp && !webp_complete(d, n))
+    return decode_error("truncated WebP");
+
+  init_image_pipeline();
+  cv::Mat img;
+  try {
+    cv::Mat buf(1, static_cast<int>(n), CV_8UC1, const_cast<char*>(bytes.data()));
+    img = cv::imdecode(buf, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    return decode_error(std::string(format_name(fmt)) + ": " + e.err);
+  } catch (const std::exception& e) {
+    return decode_error(std::string(format_name(fmt)) + ": " + e.what());
+  }
+  if (img.empty())
+    return decode_error(std::string("corrupt or unsupported ") + format_name(fmt) + " data");
+  if (too_many(img.cols, img.rows))
+    return fail(errc::payload_too_large,
+                "image is " + std::to_string(img.cols) + "x" + std::to_string(img.rows)
+                  + " pixels, over the limit of " + std::to_string(limit) + " pixels");
+  if (img.type() != CV_8UC3 || !img.isContinuous())
+    return fail(errc::internal, "decoder returned an unexpected pixel layout");
+
+  try {
+    // torchvision Resize(int): shorter side -> resize, longer -> int(resize * long / short).
+    const int64_t iw = img.cols, ih = img.rows;
+    int64_t rw = iw, rh = ih;
+    if (opt.resize > 0) {
+      const int64_t s = opt.resize;
+      if (iw <= ih) {
+        rw = s;
+        rh = static_cast<int64_t>(static_cast<double>(s * ih) / static_cast<double>(iw));
+      } else {
+        rh = s;
+        rw = static_cast<int64_t>(static_cast<double>(s * iw) / static_cast<double>(ih));
+      }
+    }
+    const int64_t cw = opt.crop > 0 ? opt.crop : rw;
+    const int64_t chh = opt.crop > 0 ? opt.crop : rh;
+    if (too_many(cw, chh))
+      return fail(errc::payload_too_large, "output of " + std::to_string(cw) + "x" + std::to_string(chh)
+                                             + " pixels is over the limit");
+    const int64_t left = crop_offset(rw, cw), top = crop_offset(rh, chh);
+    // Window of the resized image that the crop covers.
+    const int64_t wx0 = std::max<int64_t>(0, left), wx1 = std::min(rw, left + cw);
+    const int64_t wy0 = std::max<int64_t>(0, top), wy1 = std::min(rh, top + chh);
+    const auto win = resize_window(img, rw, rh, wx0, wx1 - wx0, wy0, wy1 - wy0);
+    const int64_t win_w = wx1 - wx0;
+
+    image_tensor out;
+    out.c = 3;
+    out.h = chh;
+    out.w = cw;
+    out.data.resize(static_cast<size_t>(3 * chh * cw));
+    const int64_t plane = chh * cw;
+    float lut[3][256];
+    for (int c = 0; c < 3; ++c)
+      for (int v = 0; v < 256; ++v)
+        lut[c][v] = (static_cast<float>(v) / 255.0f - opt.mean[static_cast<size_t>(c)])
+                    / opt.std[static_cast<size_t>(c)];
+    for (int64_t y = 0; y < chh; ++y) {
+      const int64_t ry = y + top;
+      const bool row_in = ry >= wy0 && ry < wy1;
+      for (int64_t x = 0; x < cw; ++x) {
+        const int64_t rx = x + left;
+        const size_t o = static_cast<size_t>(y * cw + x);
+        if (row_in && rx >= wx0 && rx < wx1) {
+          const u8* p = &win[static_cast<size_t>(((ry - wy0) * win_w + (rx - wx0)) * 3)];
+          out.data[o] = lut[0][p[2]]; // BGR -> RGB
+          out.data[static_cast<size_t>(plane) + o] = lut[1][p[1]];
+          out.data[static_cast<size_t>(2 * plane) + o] = lut[2][p[0]];
+        } else {
+          out.data[o] = lut[0][0];
+          out.data[static_cast<size_t>(plane) + o] = lut[1][0];
+          out.data[static_cast<size_t>(2 * plane) + o] = lut[2][0];
+        }
+      }
+    }
+    return out;
+  } catch (const std::bad_alloc&) {
+    return fail(errc::payload_too_large, "out of memory while resizing the image");
+  } catch (const cv::Exception& e) {
+    return fail(errc::internal, std::string("image preprocessing failed: ") + e.err);
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string("image preprocessing failed: ") + e.what());
+  }
+}
+
+} // namespace rookery

@@ -1,0 +1,62 @@
+// Image bytes -> normalised CHW float tensor, matching torchvision's ImageNet
+// eval transform  Resize(resize) -> CenterCrop(crop) -> ToTensor -> Normalize.
+// Torch-free and OpenCV-free header: actor code includes it.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace rookery {
+
+struct image_options {
+  int resize = 256;  // shorter side after resizing; <= 0: no resize
+  int crop = 224;    // centre crop (square); <= 0: no crop
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  int64_t max_pixels = 40'000'000; // width * height limit, checked before decoding
+};
+
+/// CHW, RGB, normalised.
+struct image_tensor {
+  std::vector<float> data;
+  int64_t c = 3, h = 0, w = 0;
+};
+
+struct image_size {
+  int64_t width = 0, height = 0;
+};
+
+/// Reads width/height from the header bytes without decoding, for PNG, JPEG
+/// (SOFn markers), GIF, BMP, WebP (VP8/VP8L/VP8X) and TIFF (first IFD);
+/// nullopt when the format is unknown/unsupported or the header is truncated.
+std::optional<image_size> peek_image_size(const std::string& bytes);
+
+/// Decodes JPEG, PNG, BMP, WebP or TIFF (cv::imdecode IMREAD_COLOR, so EXIF
+/// orientation is applied and alpha is dropped, as PIL's convert("RGB") does),
+/// resizes the shorter side to `resize` with PIL's antialiased bilinear filter
+/// reimplemented exactly (torchvision.transforms.Resize on a PIL image; longer
+/// side int(resize * long / short)), centre-crops `crop` x `crop` with
+/// torchvision's rounding (top = round_half_even((h - crop) / 2), zero padding
+/// when the image is smaller), scales to [0,1] and normalises with mean/std.
+/// Only the cropped window is resampled, so cost does not depend on the
+/// aspect ratio. Single-threaded; see init_image_pipeline().
+///
+/// Errors: empty input -> bad_request "empty body"; header says more than
+/// max_pixels -> payload_too_large (before decoding, so decompression bombs
+/// are never decoded; re-checked after decoding); truncated JPEG (no EOI) or
+/// PNG (no IEND), corrupt data, unrecognised format -> bad_request "could not
+/// decode image: ..."; GIF (recognised, but OpenCV 4.6 cannot decode it) ->
+/// unsupported_media.
+result<image_tensor> preprocess_image(const std::string& bytes, const image_options& opt);
+
+/// Sets OpenCV's own thread pool to one thread (cv::setNumThreads(1)):
+/// decoders run in parallel actors already, and OpenCV's threads would only
+/// oversubscribe the cores. PROCESS-GLOBAL. preprocess_image() calls it once
+/// itself (std::call_once); calling it earlier at start-up is harmless.
+void init_image_pipeline();
+
+} // namespace rookery
