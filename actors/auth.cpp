@@ -112,7 +112,7 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
   auto start_session = [=](const session_record& rec, const user_record& user) {
     auto who = principal_of(user, rec.scopes);
     who.session_id = rec.id;
-    auto s = self->spawn(session_impl, who, rec.token_hash, rec.expires_at,
+    auto s = self->spawn<caf::linked>(session_impl, who, rec.token_hash, rec.expires_at,
                          caf::actor_cast<auth_actor>(self));
     self->state.sessions[rec.token_hash] = s;
   };

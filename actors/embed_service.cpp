@@ -155,7 +155,8 @@ result<installed_model> find_installed_model(const std::string& data_dir,
   return best;
 }
 
-result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg) {
+result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
+                                                std::vector<caf::actor>& spawned) {
   std::map<std::string, pipeline_entry> pipelines;
   pipeline_entry image;
   auto& info = image.info;
@@ -218,14 +219,18 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
     info.dim = models.front()->dim();
     info.replicas = static_cast<uint32_t>(models.size());
     std::vector<replica_actor> replicas;
-    for (auto& m : models)
+    for (auto& m : models) {
       replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, info.model, cfg.max_batch));
+      spawned.push_back(caf::actor_cast<caf::actor>(replicas.back()));
+    }
     image_options opts;
     opts.max_pixels = cfg.max_image_pixels;
     auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
-    for (uint32_t i = 0; i < cfg.decoders; ++i)
+    for (uint32_t i = 0; i < cfg.decoders; ++i) {
       image.decoders.push_back(
         sys.spawn<caf::detached>(image_decoder, replicas, opts, info, timeout));
+      spawned.push_back(caf::actor_cast<caf::actor>(image.decoders.back()));
+    }
   } else {
     log::error("image pipeline is not ready: {}", info.status);
   }

@@ -32,6 +32,8 @@ result<installed_model> find_installed_model(const std::string& data_dir, const 
 
 /// Loads models, spawns replicas and decoders, and returns the service actor.
 /// Never fails for missing weights: the pipeline is then flagged in its info.
-result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg);
+/// Every actor it spawns is appended to `spawned` (to be stopped on shutdown).
+result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
+                                                std::vector<caf::actor>& spawned);
 
 } // namespace rookery

@@ -157,7 +157,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
     keep(*n, cl);
     embed = cl;
   } else {
-    auto svc = spawn_embed_service(sys, cfg);
+    auto svc = spawn_embed_service(sys, cfg, n->actors);
     if (!svc)
       return svc.error();
     embed = *svc;

@@ -71,10 +71,12 @@ void respond(const ctx_ptr& ctx, int status, const std::string& body,
   if (status == 401)
     resp.append_header(restinio::http_field::www_authenticate, "Bearer");
   resp.set_body(body);
-  resp.done();
+  // Counted before the answer leaves, so a client that reads /metrics right
+  // after sees its own request.
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->start).count();
   auto method = std::string{ctx->req->header().method().c_str()};
   metrics::instance().http_request(method, ctx->route, status, secs);
+  resp.done();
   log::info("access {} {} {} {} {:.1f}ms", ctx->request_id, method,
             std::string{ctx->req->header().path()}, status, secs * 1000);
 }

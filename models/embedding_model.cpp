@@ -33,7 +33,7 @@ std::optional<torch::Tensor> first_tensor(const c10::IValue& v) {
       if (e.isTensor())
         return e.toTensor();
   } else if (v.isList()) {
-    for (const c10::IValue e : v.toListRef())
+    for (const c10::IValue& e : v.toListRef())
       if (e.isTensor())
         return e.toTensor();
   }

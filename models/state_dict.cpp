@@ -470,12 +470,11 @@ result<read_result> read_checkpoint(const std::string& path) {
     }
   }
   auto reader = std::make_shared<caffe2::serialize::PyTorchStreamReader>(path);
-  if (!reader->hasRecord("data.pkl")) {
-    if (reader->hasRecord("constants.pkl"))
-      return fail(errc::unprocessable, "weights file " + path + " is a TorchScript archive "
-                                       "(torch.jit.save), not a state_dict; use format \"torchscript\"");
+  if (reader->hasRecord("constants.pkl") || reader->hasRecord("code/__torch__.py"))
+    return fail(errc::unprocessable, "weights file " + path + " is a TorchScript archive "
+                                     "(torch.jit.save), not a state_dict; use format \"torchscript\"");
+  if (!reader->hasRecord("data.pkl"))
     return fail(errc::unprocessable, "weights file " + path + " has no data.pkl record");
-  }
   if (reader->hasRecord("byteorder")) {
     auto [ptr, size] = reader->getRecord("byteorder");
     std::string order(static_cast<const char*>(ptr.get()), size);

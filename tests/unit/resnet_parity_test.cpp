@@ -25,6 +25,12 @@
 #include "models/state_dict.hpp"
 #include "pipelines/image.hpp"
 
+// Debian's LibTorch pulls in glog, whose CHECK(cond) replaces Catch's CHECK
+// (tests/pch_tests.hpp includes torch after catch): a failing CHECK would
+// abort the whole binary and passing ones would not be counted. Restore Catch's.
+#undef CHECK
+#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+
 namespace fs = std::filesystem;
 using namespace rookery;
 

@@ -10,6 +10,12 @@
 
 #include "store/store.hpp"
 
+// The unit-test PCH includes torch after Catch, and glog/c10 logging redefines
+// CHECK(cond) as a fatal assertion. Restore Catch's non-fatal, variadic CHECK.
+#undef CHECK
+#define CHECK(...) \
+  INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+
 using namespace rookery;
 namespace fs = std::filesystem;
 
