@@ -36,19 +36,6 @@ principal principal_of(const user_record& u, std::vector<std::string> scopes) {
 
 } // namespace
 
-bool token_bucket::take(double now, double rate, double burst) {
-  if (last == 0) {
-    tokens = burst;
-    last = now;
-  }
-  tokens = std::min(burst, tokens + (now - last) * rate);
-  last = now;
-  if (tokens < 1)
-    return false;
-  tokens -= 1;
-  return true;
-}
-
 std::vector<std::string> user_scopes(bool is_admin) {
   if (is_admin)
     return {"embed", "train", "admin"};

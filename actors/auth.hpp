@@ -12,6 +12,7 @@
 
 #include <caf/typed_response_promise.hpp>
 
+#include "common/token_bucket.hpp"
 #include "messages/protocol.hpp"
 
 namespace rookery {
@@ -23,13 +24,6 @@ struct auth_settings {
   int64_t window_s = 900;
   double rate_per_s = 50;
   double burst = 100;
-};
-
-/// A token bucket (requests per second with a burst).
-struct token_bucket {
-  double tokens = 0;
-  double last = 0; // seconds, steady clock
-  bool take(double now, double rate, double burst);
 };
 
 hasher_actor::behavior_type hasher_impl(hasher_actor::pointer self);

@@ -12,7 +12,7 @@ const std::vector<double> kBatchBounds = {1, 2, 4, 8, 16, 32, 64};
 
 std::string num(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::snprintf(buf, sizeof buf, "%.10g", v);
   return buf;
 }
 

@@ -466,7 +466,7 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
     return decode_error(std::string("truncated or invalid ") + format_name(fmt) + " header");
   const auto limit = opt.max_pixels;
   auto too_many = [&](int64_t w, int64_t h) {
-    return limit > 0 && (w > limit || h > limit || w * h > limit);
+    return limit > 0 && (w > limit || h > limit || w > limit / std::max<int64_t>(h, 1));
   };
   if (too_many(size->width, size->height))
     return fail(errc::payload_too_large,

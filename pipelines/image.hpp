@@ -17,7 +17,7 @@ struct image_options {
   int crop = 224;    // centre crop (square); <= 0: no crop
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
-  int64_t max_pixels = 40'000'000; // width * height limit, checked before decoding
+  int64_t max_pixels = 40'000'000; // width * height limit, checked before decoding; <= 0: none
 };
 
 /// CHW, RGB, normalised.

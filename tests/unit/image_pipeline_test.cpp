@@ -189,7 +189,7 @@ TEST_CASE("preprocess_image decodes every supported format to 3x224x224", "[imag
   }
 }
 
-TEST_CASE("preprocess_image output values, crop and padding", "[image]") {
+TEST_CASE("preprocess_image output values and crop and padding", "[image]") {
   SECTION("uniform colour maps to (v/255 - mean)/std in RGB order") {
     cv::Mat img(180, 320, CV_8UC3, cv::Scalar(10, 100, 250)); // B, G, R
     auto t = preprocess_image(encode(img, ".png"), {});
@@ -201,7 +201,7 @@ TEST_CASE("preprocess_image output values, crop and padding", "[image]") {
       CHECK(t->data[2 * plane + i] == norm_value(10, 2));
     }
   }
-  SECTION("small images are upscaled; tall and wide ones centre-cropped") {
+  SECTION("small images are upscaled and tall or wide ones centre-cropped") {
     for (auto [w, h] : {std::pair{10, 7}, std::pair{7, 10}, std::pair{1000, 120}, std::pair{60, 900}}) {
       auto t = preprocess_image(encode(picture(w, h), ".png"), {});
       INFO(w << "x" << h);
