@@ -25,9 +25,10 @@
 #include "models/state_dict.hpp"
 #include "pipelines/image.hpp"
 
-// Debian's LibTorch pulls in glog, whose CHECK(cond) replaces Catch's CHECK
-// (tests/pch_tests.hpp includes torch after catch): a failing CHECK would
-// abort the whole binary and passing ones would not be counted. Restore Catch's.
+// Debian's LibTorch pulls in glog, whose CHECK(cond) would replace Catch's
+// CHECK (a failing check would abort the binary, passing ones go uncounted).
+// tests/pch_tests.hpp orders the includes to avoid it; this keeps the file
+// correct even if compiled without that PCH.
 #undef CHECK
 #define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
 
