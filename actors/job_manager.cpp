@@ -48,6 +48,22 @@ status write_file(const std::string& path, const std::string& bytes) {
   return {};
 }
 
+/// Looks a finished job up in the store and hands it to `f` when `who` may
+/// see it; answers not_found otherwise (others' jobs are invisible).
+template <class Self, class T, class F>
+void with_stored_job(Self* self, const principal& who, const std::string& id,
+                     caf::typed_response_promise<T> rp, F f) {
+  self->request(self->state.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
+    .then(
+      [=](job_record& j) mutable {
+        if (!visible_to(j, who))
+          rp.deliver(to_error(errc::not_found, "no job '" + id + "'"));
+        else
+          f(rp, j);
+      },
+      [=](caf::error& e) mutable { rp.deliver(e); });
+}
+
 } // namespace
 
 job_manager_actor::behavior_type
@@ -159,15 +175,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         return i->second;
       }
       auto rp = self->make_response_promise<job_record>();
-      self->request(self->state.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
-        .then(
-          [=](job_record& j) mutable {
-            if (!visible_to(j, who))
-              rp.deliver(to_error(errc::not_found, "no job '" + id + "'"));
-            else
-              rp.deliver(j);
-          },
-          [=](caf::error& e) mutable { rp.deliver(e); });
+      with_stored_job(self, who, id, rp, [](auto& rp, job_record& j) { rp.deliver(j); });
       return rp;
     },
     [=](list_atom, const principal& who) -> caf::result<std::vector<job_record>> {
@@ -178,15 +186,9 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
       if (i == self->state.active.end() || !visible_to(i->second, who)) {
         // Not active: either unknown, someone else's, or already finished.
         auto rp = self->make_response_promise<job_record>();
-        self->request(self->state.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
-          .then(
-            [=](job_record& j) mutable {
-              if (!visible_to(j, who))
-                rp.deliver(to_error(errc::not_found, "no job '" + id + "'"));
-              else
-                rp.deliver(to_error(errc::conflict, "job '" + id + "' already " + j.state));
-            },
-            [=](caf::error& e) mutable { rp.deliver(e); });
+        with_stored_job(self, who, id, rp, [id](auto& rp, job_record& j) {
+          rp.deliver(to_error(errc::conflict, "job '" + id + "' already " + j.state));
+        });
         return rp;
       }
       auto job = i->second;

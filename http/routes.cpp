@@ -55,29 +55,47 @@ json principal_json(const principal& p) {
 
 // -- accounts -----------------------------------------------------------------
 
-void create_user(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+struct credentials {
+  json body;
+  std::string username, password;
+};
+
+/// A {"username", "password"} body; answers 400 and returns nullopt otherwise.
+std::optional<credentials> parse_credentials(const ctx_ptr& ctx) {
   auto body = parse_json_body(ctx);
   if (!body)
-    return;
+    return std::nullopt;
   auto username = string_field(ctx, *body, "username");
   if (!username)
-    return;
+    return std::nullopt;
   auto password = string_field(ctx, *body, "password");
   if (!password)
+    return std::nullopt;
+  return credentials{std::move(*body), std::move(*username), std::move(*password)};
+}
+
+void create_user(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  auto cred = parse_credentials(ctx);
+  if (!cred)
     return;
-  if (!valid_username(*username))
+  const std::string username = cred->username;
+  const std::string password = cred->password;
+  if (!valid_username(username))
     return respond_problem(ctx, errc::bad_request,
                            "username must be 3-64 letters, digits, '_', '-' or '.'");
-  if (password->size() < 8 || password->size() > 1024)
+  if (password.size() < 8 || password.size() > 1024)
     return respond_problem(ctx, errc::bad_request, "password must be 8 to 1024 characters");
-  bool want_admin = body->value("is_admin", false);
+  auto flag = cred->body.find("is_admin");
+  if (flag != cred->body.end() && !flag->is_boolean())
+    return respond_problem(ctx, errc::bad_request, "'is_admin' must be true or false");
+  bool want_admin = flag != cred->body.end() && flag->get<bool>();
   auto signup = [=](caf::event_based_actor* self, bool admin) {
-    self->request(a->nodes.auth, a->timeout, signup_atom::value, *username, *password, admin)
+    self->request(a->nodes.auth, a->timeout, signup_atom::value, username, password, admin)
       .then([=](user_record& u) { respond_json(ctx, 201, to_json(u)); },
             [=](caf::error& e) {
               auto f = to_failure(e);
               if (f.code == errc::conflict)
-                respond_problem(ctx, errc::conflict, "username '" + *username + "' is taken");
+                respond_problem(ctx, errc::conflict, "username '" + username + "' is taken");
               else
                 respond_error(ctx, e);
             });
@@ -98,18 +116,13 @@ void create_user(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
 }
 
 void login(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
-  auto body = parse_json_body(ctx);
-  if (!body)
-    return;
-  auto username = string_field(ctx, *body, "username");
-  if (!username)
-    return;
-  auto password = string_field(ctx, *body, "password");
-  if (!password)
+  auto cred = parse_credentials(ctx);
+  if (!cred)
     return;
   auto client = ctx->req->remote_endpoint().address().to_string();
   with_actor(a, [=](caf::event_based_actor* self) {
-    self->request(a->nodes.auth, a->timeout, login_atom::value, *username, *password, client)
+    self->request(a->nodes.auth, a->timeout, login_atom::value, cred->username, cred->password,
+                  client)
       .then(
         [=](login_result& r) {
           respond_json(ctx, 200, json{{"token", r.token},
@@ -338,7 +351,12 @@ void register_v1_routes(router_t& r, const std::shared_ptr<api>& a) {
   auto route = [&](auto method, const char* path, auto fn) {
     std::string p = path;
     r.add_handler(method, path, [a, p, fn](request_handle_t req, route_params_t params) {
-      fn(a, make_ctx(req, p), params);
+      auto ctx = make_ctx(req, p);
+      try {
+        fn(a, ctx, params);
+      } catch (const std::exception& e) { // a bug of ours: answer, never drop the connection
+        respond_problem(ctx, errc::internal, "internal error");
+      }
       return request_accepted();
     });
   };
