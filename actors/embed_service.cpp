@@ -1,8 +1,5 @@
 #include "actors/embed_service.hpp"
 
-#include <filesystem>
-#include <fstream>
-
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
@@ -11,8 +8,6 @@
 #include "messages/registration.hpp"
 #include "models/embedding_model.hpp"
 #include "pipelines/image.hpp"
-
-namespace fs = std::filesystem;
 
 namespace rookery {
 
@@ -119,56 +114,23 @@ service_impl(embed_service_actor::stateful_pointer<service_state> self,
 
 } // namespace
 
-result<installed_model> find_installed_model(const std::string& data_dir,
-                                             const std::string& name) {
-  fs::path root = fs::path(data_dir) / "models" / name;
-  std::error_code ec;
-  if (!fs::is_directory(root, ec))
-    return fail(errc::not_found, "no model '" + name + "' under " + root.string());
-  installed_model best;
-  for (auto& entry : fs::directory_iterator(root, ec)) {
-    auto v = entry.path().filename().string();
-    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos)
-      continue;
-    auto version = static_cast<uint32_t>(std::stoul(v));
-    if (version <= best.version || !fs::exists(entry.path() / "config.json"))
-      continue;
-    try {
-      std::ifstream in(entry.path() / "config.json");
-      auto j = nlohmann::json::parse(in);
-      installed_model m;
-      m.name = name;
-      m.version = version;
-      m.dir = fs::absolute(entry.path()).string();
-      m.arch = j.value("arch", "");
-      m.format = j.value("format", "state_dict");
-      m.weights = (fs::absolute(entry.path()) / j.value("weights", "model.pt")).string();
-      best = m;
-    } catch (const std::exception& e) {
-      return fail(errc::unprocessable,
-                  (entry.path() / "config.json").string() + " is not valid: " + e.what());
-    }
-  }
-  if (best.version == 0)
-    return fail(errc::not_found, "no installed version of model '" + name + "' under "
-                                   + root.string());
-  return best;
-}
+namespace {
 
-result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
-                                                std::vector<caf::actor>& spawned) {
-  std::map<std::string, pipeline_entry> pipelines;
+/// One image pipeline backed by repository model `model`.
+pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
+                                   const std::string& name, const std::string& model,
+                                   std::vector<caf::actor>& spawned) {
   pipeline_entry image;
   auto& info = image.info;
-  info.name = "image";
+  info.name = name;
   info.kind = "image";
   for (auto& [mime, p] : cfg.mime_table)
-    if (p == "image")
+    if (p == name)
       info.mime_types.push_back(mime);
-  info.model = cfg.image_model;
+  info.model = model;
 
   std::vector<std::shared_ptr<embedding_model>> models;
-  auto installed = find_installed_model(cfg.data, cfg.image_model);
+  auto installed = find_installed_model(cfg.data, model);
   if (installed) {
     model_spec spec;
     spec.name = installed->name;
@@ -179,7 +141,7 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
     for (uint32_t i = 0; i < cfg.replicas; ++i) {
       auto m = embedding_model::load(spec);
       if (!m) {
-        log::error("image pipeline: cannot load {} v{}: {}", installed->name,
+        log::error("pipeline {}: cannot load {} v{}: {}", name, installed->name,
                    installed->version, m.error().message);
         info.status = "weights failed to load: " + m.error().message;
         models.clear();
@@ -190,19 +152,19 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
     if (!models.empty()) {
       info.pretrained = true;
       info.status = "serving " + installed->name + " version " + std::to_string(installed->version)
-                    + " (" + installed->format + ") from " + installed->weights;
-      log::info("image pipeline: {}", info.status);
+                    + " (" + installed->arch + ", " + installed->format + ") from "
+                    + installed->weights;
+      log::info("pipeline {}: {}", name, info.status);
     }
   } else {
-    info.status = "no weights installed for model '" + cfg.image_model + "' ("
+    info.status = "no weights installed for model '" + model + "' ("
                   + installed.error().message + ")";
   }
-  if (models.empty() && cfg.allow_untrained) {
-    auto arch = cfg.image_model;
+  if (models.empty() && cfg.allow_untrained && !installed) {
     for (uint32_t i = 0; i < cfg.replicas; ++i) {
-      auto m = embedding_model::create_untrained(arch);
+      auto m = embedding_model::create_untrained(model);
       if (!m) {
-        info.status += "; untrained fallback failed: " + m.error().message;
+        info.status += "; no untrained fallback: " + m.error().message;
         models.clear();
         break;
       }
@@ -211,30 +173,47 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
     if (!models.empty()) {
       info.status += "; serving UNTRAINED random weights: embeddings are not meaningful. "
                      "Install weights with `rookery models import`.";
-      log::warn("image pipeline: {}", info.status);
+      log::warn("pipeline {}: {}", name, info.status);
     }
   }
-  if (!models.empty()) {
-    info.ready = true;
-    info.dim = models.front()->dim();
-    info.replicas = static_cast<uint32_t>(models.size());
-    std::vector<replica_actor> replicas;
-    for (auto& m : models) {
-      replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, info.model, cfg.max_batch));
-      spawned.push_back(caf::actor_cast<caf::actor>(replicas.back()));
-    }
-    image_options opts;
-    opts.max_pixels = cfg.max_image_pixels;
-    auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
-    for (uint32_t i = 0; i < cfg.decoders; ++i) {
-      image.decoders.push_back(
-        sys.spawn<caf::detached>(image_decoder, replicas, opts, info, timeout));
-      spawned.push_back(caf::actor_cast<caf::actor>(image.decoders.back()));
-    }
-  } else {
-    log::error("image pipeline is not ready: {}", info.status);
+  if (models.empty()) {
+    log::error("pipeline {} is not ready: {}", name, info.status);
+    return image;
   }
-  pipelines.emplace(info.name, std::move(image));
+  info.ready = true;
+  info.dim = models.front()->dim();
+  info.replicas = static_cast<uint32_t>(models.size());
+  std::vector<replica_actor> replicas;
+  model_meta meta;
+  meta.name = model;
+  meta.version = installed ? installed->version : 0;
+  meta.arch = installed ? installed->arch : model;
+  meta.format = installed ? installed->format : "untrained";
+  meta.input_shape = {3, 224, 224};
+  meta.dim = info.dim;
+  meta.ready = true;
+  meta.status = info.status;
+  for (auto& m : models) {
+    replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, meta, cfg.max_batch));
+    spawned.push_back(caf::actor_cast<caf::actor>(replicas.back()));
+  }
+  image_options opts;
+  opts.max_pixels = cfg.max_image_pixels;
+  auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
+  for (uint32_t i = 0; i < cfg.decoders; ++i) {
+    image.decoders.push_back(sys.spawn<caf::detached>(image_decoder, replicas, opts, info, timeout));
+    spawned.push_back(caf::actor_cast<caf::actor>(image.decoders.back()));
+  }
+  return image;
+}
+
+} // namespace
+
+result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
+                                                std::vector<caf::actor>& spawned) {
+  std::map<std::string, pipeline_entry> pipelines;
+  for (auto& [name, model] : cfg.pipelines)
+    pipelines.emplace(name, make_image_pipeline(sys, cfg, name, model, spawned));
   auto node = cfg.cluster_host + ":" + std::to_string(cfg.cluster_port);
   return sys.spawn(service_impl, std::move(pipelines), cfg.mime_table, node);
 }

@@ -10,25 +10,13 @@
 #include "common/config.hpp"
 #include "common/result.hpp"
 #include "messages/protocol.hpp"
+#include "models/repository.hpp"
 
 namespace caf {
 class actor_system;
 }
 
 namespace rookery {
-
-/// Model repository layout: <data>/models/<name>/<version>/{config.json, weights}.
-struct installed_model {
-  std::string name;
-  uint32_t version = 0;
-  std::string dir;
-  std::string arch;
-  std::string format;  // state_dict | torchscript
-  std::string weights; // absolute path of the weights file
-};
-
-/// The newest installed version of `name`, if any (reads config.json).
-result<installed_model> find_installed_model(const std::string& data_dir, const std::string& name);
 
 /// Loads models, spawns replicas and decoders, and returns the service actor.
 /// Never fails for missing weights: the pipeline is then flagged in its info.

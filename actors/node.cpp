@@ -10,6 +10,7 @@
 #include "actors/cluster.hpp"
 #include "actors/embed_service.hpp"
 #include "actors/job_manager.hpp"
+#include "actors/model_registry.hpp"
 #include "actors/store_actor.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -151,6 +152,12 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   keep(*n, auth);
 
   embed_service_actor embed;
+  model_registry_actor models;
+  if (cfg.role != "gateway") {
+    models = sys.spawn<caf::detached>(model_registry_impl, cfg.data, cfg.max_batch,
+                                      static_cast<int>(cfg.torch_threads));
+    keep(*n, models);
+  }
   if (cfg.role == "gateway") {
     auto cl = sys.spawn(cluster_impl, cfg.seeds, std::chrono::milliseconds(cfg.reconnect_ms),
                         std::chrono::milliseconds(cfg.request_timeout_ms));
@@ -182,6 +189,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   h.auth = auth;
   h.embed = embed;
   h.jobs = jobs;
+  h.models = models;
   h.role = cfg.role;
   auto http = http_server::start(cfg, h);
   if (!http) {

@@ -44,21 +44,21 @@ void run_batch(replica_state& st) {
     m.queue_ms = ms_between(it.enqueued, start);
     m.compute_ms = compute_ms;
     m.batch = static_cast<uint32_t>(batch.size());
-    metrics::instance().model_item(st.model_name, m.queue_ms / 1000, compute_ms / 1000, m.batch);
+    metrics::instance().model_item(st.meta.name, m.queue_ms / 1000, compute_ms / 1000, m.batch);
     it.promise.deliver(std::move(m));
   }
   metrics::instance().set_gauge("rookery_model_queue_length",
-                                "model=\"" + st.model_name + "\"",
+                                "model=\"" + st.meta.name + "\"",
                                 static_cast<double>(st.queue.size()));
 }
 
 } // namespace
 
 replica_actor::behavior_type replica_impl(replica_actor::stateful_pointer<replica_state> self,
-                                          std::shared_ptr<embedding_model> model,
-                                          std::string model_name, uint32_t max_batch) {
+                                          std::shared_ptr<embedding_model> model, model_meta meta,
+                                          uint32_t max_batch) {
   self->state.model = std::move(model);
-  self->state.model_name = std::move(model_name);
+  self->state.meta = std::move(meta);
   self->state.max_batch = std::max<uint32_t>(1, max_batch);
   return {
     [=](embed_atom, tensor_msg& input) -> caf::result<embedding_msg> {
@@ -72,7 +72,63 @@ replica_actor::behavior_type replica_impl(replica_actor::stateful_pointer<replic
       self->send(self, batch_atom::value);
       return rp;
     },
+    [=](infer_atom, const tensor_msg& input) -> caf::result<tensor_msg> {
+      auto& s = input.shape;
+      if (s.size() != 4 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 || s[3] <= 0)
+        return to_error(errc::bad_request, "the input must be a 4-D tensor [N, C, H, W]");
+      auto item = s[1] * s[2] * s[3];
+      if (input.data.size() != static_cast<size_t>(s[0] * item))
+        return to_error(errc::bad_request, "the input has " + std::to_string(input.data.size())
+                                             + " values; its shape needs "
+                                             + std::to_string(s[0] * item));
+      std::vector<const float*> ptrs;
+      for (int64_t i = 0; i < s[0]; ++i)
+        ptrs.push_back(input.data.data() + i * item);
+      auto start = std::chrono::steady_clock::now();
+      auto out = self->state.model->forward(ptrs, s[1], s[2], s[3]);
+      if (!out)
+        return to_error(out.error());
+      auto secs = ms_between(start, std::chrono::steady_clock::now()) / 1000;
+      metrics::instance().model_item(self->state.meta.name, 0, secs, static_cast<uint32_t>(s[0]));
+      tensor_msg r;
+      auto d = out->empty() ? 0 : static_cast<int64_t>(out->front().size());
+      r.shape = {s[0], d};
+      r.data.reserve(static_cast<size_t>(s[0] * d));
+      for (auto& row : *out)
+        r.data.insert(r.data.end(), row.begin(), row.end());
+      return r;
+    },
+    [=](info_atom) { return self->state.meta; },
     [=](batch_atom) { run_batch(self->state); },
+  };
+}
+
+replica_actor::behavior_type replica_loading(replica_actor::stateful_pointer<replica_state> self,
+                                             model_spec spec, model_meta meta,
+                                             uint32_t max_batch) {
+  auto m = embedding_model::load(spec);
+  if (m) {
+    // Probe once for the output shape (OIP metadata).
+    std::vector<float> zeros(3 * 224 * 224, 0.0f);
+    auto out = (*m)->forward({zeros.data()}, 3, 224, 224);
+    meta.input_shape = {3, 224, 224};
+    if (out && !out->empty())
+      meta.output_shape = {static_cast<int64_t>(out->front().size())};
+    meta.dim = (*m)->dim();
+    meta.ready = true;
+    meta.status = "loaded";
+    return replica_impl(self, std::shared_ptr<embedding_model>(std::move(m.value())),
+                        std::move(meta), max_batch);
+  }
+  auto err = m.error();
+  meta.ready = false;
+  meta.status = "failed to load: " + err.message;
+  self->state.meta = meta;
+  return {
+    [=](embed_atom, const tensor_msg&) -> caf::result<embedding_msg> { return to_error(err); },
+    [=](infer_atom, const tensor_msg&) -> caf::result<tensor_msg> { return to_error(err); },
+    [=](info_atom) { return self->state.meta; },
+    [=](batch_atom) {},
   };
 }
 

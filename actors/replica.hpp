@@ -27,13 +27,22 @@ struct replica_state {
     std::chrono::steady_clock::time_point enqueued;
   };
   std::shared_ptr<embedding_model> model;
-  std::string model_name;
+  model_meta meta;
   uint32_t max_batch = 8;
   std::deque<item> queue;
 };
 
+/// A replica over a loaded model. `meta` describes it (name, version, shapes).
 replica_actor::behavior_type replica_impl(replica_actor::stateful_pointer<replica_state> self,
-                                          std::shared_ptr<embedding_model> model,
-                                          std::string model_name, uint32_t max_batch);
+                                          std::shared_ptr<embedding_model> model, model_meta meta,
+                                          uint32_t max_batch);
+
+struct model_spec;
+
+/// A replica that loads `spec` itself first (spawn it detached: loading
+/// blocks its own thread only; requests wait in the mailbox meanwhile). If the
+/// model does not load, every request is answered with the load error.
+replica_actor::behavior_type replica_loading(replica_actor::stateful_pointer<replica_state> self,
+                                             model_spec spec, model_meta meta, uint32_t max_batch);
 
 } // namespace rookery

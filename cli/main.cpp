@@ -1,17 +1,13 @@
 // rookery: serve | admin create-user | models import | version
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
-#include "actors/embed_service.hpp"
 #include "actors/node.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
-#include "models/embedding_model.hpp"
+#include "models/repository.hpp"
 #include "store/store.hpp"
 
 namespace fs = std::filesystem;
@@ -109,55 +105,32 @@ int create_user(common_flags& flags, const std::string& user, const std::string&
   return 0;
 }
 
-int import_model(common_flags& flags, const std::string& arch, const std::string& weights,
-                 const std::string& name, std::string format) {
+int import_cmd(common_flags& flags, const std::string& arch, const std::string& weights,
+                 const std::string& name, const std::string& format) {
   auto cfg = flags.load();
   if (!cfg) {
     std::cerr << "rookery: " << cfg.error().message << "\n";
     return 2;
   }
-  if (format.empty())
-    format = arch == "torchscript" ? "torchscript" : "state_dict";
-  // Check the file loads (every name and shape) before it enters the repository.
-  model_spec spec;
-  spec.name = name;
-  spec.arch = arch;
-  spec.weights_path = weights;
-  spec.format = format;
-  auto m = embedding_model::load(spec);
+  auto m = rookery::import_model(cfg->data, import_request{name, arch, format, weights});
   if (!m) {
     std::cerr << "rookery: cannot import " << weights << ": " << m.error().message << "\n";
     return 1;
   }
-  uint32_t version = 1;
-  if (auto prev = find_installed_model(cfg->data, name))
-    version = prev->version + 1;
-  auto dir = fs::path(cfg->data) / "models" / name / std::to_string(version);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  auto file = std::string{format == "torchscript" ? "model.ts" : "model.pth"};
-  fs::copy_file(weights, dir / file, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    std::cerr << "rookery: cannot copy weights: " << ec.message() << "\n";
-    return 1;
-  }
-  nlohmann::json conf{{"arch", arch}, {"format", format}, {"weights", file},
-                      {"dim", (*m)->dim()}};
-  std::ofstream(dir / "config.json") << conf.dump(2) << "\n";
-  auto db = Store::open((fs::path(cfg->data) / "rookery.db").string());
-  if (db) {
+  // Recorded in the store too, for GET /v1/models.
+  if (auto db = Store::open((fs::path(cfg->data) / "rookery.db").string())) {
     model_record rec;
-    rec.name = name;
-    rec.version = version;
-    rec.arch = arch;
-    rec.format = format;
-    rec.path = (dir / file).string();
-    rec.config_json = conf.dump();
+    rec.name = m->name;
+    rec.version = m->version;
+    rec.arch = m->arch;
+    rec.format = m->format;
+    rec.path = m->weights;
+    rec.config_json = m->config_json;
     rec.created_at = Store::now();
     (*db)->put_model(rec);
   }
-  std::cout << "imported " << name << " version " << version << " (" << arch << ", " << format
-            << ", dim " << (*m)->dim() << ") into " << dir.string() << std::endl;
+  std::cout << "imported " << m->name << " version " << m->version << " (" << m->arch << ", "
+            << m->format << ", dim " << m->dim << ") into " << m->dir << std::endl;
   return 0;
 }
 
@@ -211,7 +184,7 @@ int main(int argc, char** argv) {
     return create_user(admin_flags, user, password, is_admin);
   }
   if (imp->parsed())
-    return import_model(model_flags, arch, weights, name, format);
+    return import_cmd(model_flags, arch, weights, name, format);
   std::cout << "rookery 0.1.0" << std::endl;
   return 0;
 }

@@ -19,8 +19,8 @@ namespace {
   X(cluster_host) X(cluster_port) X(seeds) X(heartbeat_ms) X(connection_timeout_ms)          \
   X(reconnect_ms) X(signup) X(admin_user) X(admin_password) X(session_ttl_s)                 \
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
-  X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_image_pixels) X(request_timeout_ms) \
-  X(replicas) X(torch_threads) X(decoders) X(max_batch) X(image_model) X(allow_untrained)    \
+  X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) \
+  X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(allow_untrained)    \
   X(mime_table) X(max_running_jobs) X(max_jobs_per_user)
 
 json to_json(const config& c) {
@@ -111,6 +111,12 @@ status validate(const config& c) {
     return bad("max_batch, replicas, decoders and http_threads must be at least 1");
   if (c.heartbeat_ms == 0 || c.connection_timeout_ms <= c.heartbeat_ms)
     return bad("connection_timeout_ms must be larger than heartbeat_ms (> 0)");
+  for (auto& [mime, p] : c.mime_table)
+    if (c.pipelines.count(p) == 0 && c.role != "gateway")
+      return bad("mime_table maps '" + mime + "' to '" + p + "', which is not in pipelines");
+  for (auto& [name, model] : c.pipelines)
+    if (name.empty() || model.empty())
+      return bad("pipelines maps names to model repository entries; neither may be empty");
   if (c.request_timeout_ms < 100)
     return bad("request_timeout_ms must be at least 100");
   return {};

@@ -38,7 +38,8 @@ struct config {
   double key_rate_per_s = 50;  // per API key / session
   double key_burst = 100;
   // -- limits
-  uint64_t max_body_bytes = 32ull << 20;
+  uint64_t max_body_bytes = 32ull << 20;     // embedding inputs and JSON bodies
+  uint64_t max_upload_bytes = 1ull << 30;    // model weights (POST /v1/models)
   int64_t max_image_pixels = 40'000'000;
   uint32_t request_timeout_ms = 30000;
   // -- models and pipelines
@@ -46,7 +47,8 @@ struct config {
   uint32_t torch_threads = 0;  // intra-op threads; 0 = number of cores
   uint32_t decoders = 2;       // image decode/preprocess actors
   uint32_t max_batch = 8;      // dynamic batching limit
-  std::string image_model = "resnet18"; // model repository entry behind the image pipeline
+  // image pipelines: pipeline name -> model repository entry behind it
+  std::map<std::string, std::string> pipelines = {{"image", "resnet18"}};
   bool allow_untrained = true; // serve random weights when none are installed (flagged as such)
   std::map<std::string, std::string> mime_table = {
     {"image/jpeg", "image"}, {"image/png", "image"}, {"image/bmp", "image"},

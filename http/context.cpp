@@ -109,6 +109,10 @@ void respond_error(const ctx_ptr& ctx, const caf::error& err) {
 
 std::optional<json> parse_json_body(const ctx_ptr& ctx) {
   const auto& body = ctx->req->body();
+  if (body.size() > 1u << 20) {
+    respond_problem(ctx, errc::payload_too_large, "JSON bodies are limited to 1 MiB");
+    return std::nullopt;
+  }
   if (body.empty()) {
     respond_problem(ctx, errc::bad_request, "the request needs a JSON object body");
     return std::nullopt;

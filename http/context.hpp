@@ -62,6 +62,16 @@ void with_actor(const std::shared_ptr<api>& a, std::function<void(caf::event_bas
 /// Registers all /v1 routes.
 void register_v1_routes(router_t& router, const std::shared_ptr<api>& a);
 
+/// Registers /v1/models and the Open Inference Protocol routes under /v2.
+void register_model_routes(router_t& router, const std::shared_ptr<api>& a);
+
+/// Adds a route whose handler gets (api, request context, route params);
+/// exceptions from the handler become a 500 problem.
+using route_fn = std::function<void(const std::shared_ptr<api>&, const ctx_ptr&,
+                                    const restinio::router::route_params_t&)>;
+void add_route(router_t& r, const std::shared_ptr<api>& a, restinio::http_method_id_t method,
+               const char* path, route_fn fn);
+
 /// The OpenAPI document.
 const json& openapi_document();
 

@@ -1,10 +1,9 @@
 // The /v1 resources. Handlers stay thin: parse, authenticate, ask an actor,
 // answer. Everything that decides lives in the actors.
-#include <restinio/helpers/multipart_body.hpp>
-
 #include "actors/auth.hpp"
 #include "common/mime.hpp"
 #include "http/context.hpp"
+#include "http/multipart.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
 
@@ -237,23 +236,15 @@ void list_pipelines(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::stri
 
 /// The bytes to embed: the raw body, or the first file part of a multipart form.
 std::optional<std::string> upload_bytes(const ctx_ptr& ctx) {
-  auto ct = ctx->req->header().opt_value_of(restinio::http_field::content_type);
-  if (ct && std::string{*ct}.rfind("multipart/", 0) == 0) {
-    std::optional<std::string> found;
-    auto r = restinio::multipart_body::enumerate_parts(
-      *ctx->req,
-      [&](restinio::multipart_body::parsed_part_t part) {
-        found = std::string{part.body};
-        return restinio::multipart_body::handling_result_t::stop_enumeration;
-      },
-      "multipart", "form-data");
-    if (!r || !found) {
-      respond_problem(ctx, errc::bad_request, "malformed multipart body: no part with data");
-      return std::nullopt;
-    }
-    return found;
-  }
-  return ctx->req->body();
+  if (!is_multipart(ctx->req))
+    return ctx->req->body();
+  auto parts = parse_form(ctx->req);
+  if (parts)
+    for (auto& p : *parts) // the first part that carries data
+      if (!p.body.empty())
+        return std::move(p.body);
+  respond_problem(ctx, errc::bad_request, "malformed multipart body: no part with data");
+  return std::nullopt;
 }
 
 void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeline) {
@@ -328,37 +319,25 @@ void cancel_job(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string i
   });
 }
 
-// -- models -------------------------------------------------------------------------
+} // namespace
 
-void list_models(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
-  with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal&) {
-    self->request(a->nodes.store, a->timeout, list_atom::value, model_atom::value)
-      .then(
-        [=](std::vector<model_record>& ms) {
-          json arr = json::array();
-          for (auto& m : ms)
-            arr.push_back(to_json(m));
-          respond_json(ctx, 200, json{{"models", arr}});
-        },
-        [=](caf::error& e) { respond_error(ctx, e); });
+void add_route(router_t& r, const std::shared_ptr<api>& a, restinio::http_method_id_t method,
+               const char* path, route_fn fn) {
+  std::string p = path;
+  r.add_handler(method, path, [a, p, fn](request_handle_t req, route_params_t params) {
+    auto ctx = make_ctx(req, p);
+    try {
+      fn(a, ctx, params);
+    } catch (const std::exception&) { // a bug of ours: answer, never drop the connection
+      respond_problem(ctx, errc::internal, "internal error");
+    }
+    return restinio::request_accepted();
   });
 }
 
-} // namespace
-
 void register_v1_routes(router_t& r, const std::shared_ptr<api>& a) {
-  using restinio::request_accepted;
-  auto route = [&](auto method, const char* path, auto fn) {
-    std::string p = path;
-    r.add_handler(method, path, [a, p, fn](request_handle_t req, route_params_t params) {
-      auto ctx = make_ctx(req, p);
-      try {
-        fn(a, ctx, params);
-      } catch (const std::exception& e) { // a bug of ours: answer, never drop the connection
-        respond_problem(ctx, errc::internal, "internal error");
-      }
-      return request_accepted();
-    });
+  auto route = [&](restinio::http_method_id_t method, const char* path, route_fn fn) {
+    add_route(r, a, method, path, std::move(fn));
   };
   route(restinio::http_method_post(), "/v1/users", [](auto a, auto c, auto&) { create_user(a, c); });
   route(restinio::http_method_post(), "/v1/auth/login", [](auto a, auto c, auto&) { login(a, c); });
@@ -388,7 +367,6 @@ void register_v1_routes(router_t& r, const std::shared_ptr<api>& a) {
   route(restinio::http_method_delete(), "/v1/jobs/:id", [](auto a, auto c, auto& p) {
     cancel_job(a, c, std::string{p["id"]});
   });
-  route(restinio::http_method_get(), "/v1/models", [](auto a, auto c, auto&) { list_models(a, c); });
 }
 
 } // namespace rookery::http

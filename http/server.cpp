@@ -96,6 +96,7 @@ result<std::unique_ptr<http_server>> http_server::start(const config& cfg, node_
   a->timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
   auto router = std::make_unique<router_t>();
   register_v1_routes(*router, a);
+  register_model_routes(*router, a);
   register_ops_routes(*router, a);
   auto p = std::make_unique<impl>();
   auto port = std::make_shared<std::atomic<uint16_t>>(0);
@@ -112,7 +113,10 @@ result<std::unique_ptr<http_server>> http_server::start(const config& cfg, node_
                                 + std::chrono::seconds(5))
         .read_next_http_message_timelimit(std::chrono::seconds(60))
         .incoming_http_msg_limits(
-          restinio::incoming_http_msg_limits_t{}.max_body_size(cfg.max_body_bytes + (1u << 20)))
+          // Bodies up to the larger limit are read; each route then applies its
+          // own limit and answers 413 (RESTinio would just close the socket).
+          restinio::incoming_http_msg_limits_t{}.max_body_size(
+            std::max(cfg.max_body_bytes, cfg.max_upload_bytes) + (1u << 20)))
         .acceptor_post_bind_hook([port](restinio::asio_ns::ip::tcp::acceptor& acc) {
           *port = acc.local_endpoint().port();
         }),

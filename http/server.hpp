@@ -21,6 +21,7 @@ struct node_handles {
   auth_actor auth;
   embed_service_actor embed;
   job_manager_actor jobs;
+  model_registry_actor models; // null on a gateway
   std::string role;
 };
 

@@ -41,6 +41,7 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using batch_atom = caf::atom_constant<caf::atom("batch")>;
 using workers_atom = caf::atom_constant<caf::atom("workers")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using infer_atom = caf::atom_constant<caf::atom("infer")>;
 
 // -- messages ------------------------------------------------------------------
 
@@ -117,6 +118,38 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pipeline_info& x) {
   return f(caf::meta::type_name("rookery.pipeline_info"), x.name, x.kind, x.mime_types, x.model,
            x.dim, x.ready, x.pretrained, x.status, x.replicas);
+}
+
+/// A model of the repository as served (Open Inference Protocol metadata).
+struct model_meta { // remote
+  std::string name;
+  uint32_t version = 0;
+  std::string arch;
+  std::string format;
+  std::vector<int64_t> input_shape;  // per item, e.g. {3, 224, 224}
+  std::vector<int64_t> output_shape; // per item, e.g. {1000}
+  uint32_t dim = 0;                  // embedding dimension
+  bool ready = false;
+  std::string status;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_meta& x) {
+  return f(caf::meta::type_name("rookery.model_meta"), x.name, x.version, x.arch, x.format,
+           x.input_shape, x.output_shape, x.dim, x.ready, x.status);
+}
+
+/// Install weights into the repository (the file is already on this node's disk).
+struct model_import { // remote
+  std::string name;
+  std::string arch;
+  std::string format;
+  std::string weights_path;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_import& x) {
+  return f(caf::meta::type_name("rookery.model_import"), x.name, x.arch, x.format, x.weights_path);
 }
 
 struct login_result {
@@ -210,6 +243,10 @@ using auth_actor = caf::typed_actor<
 using replica_actor = caf::typed_actor<
   // Embed one preprocessed tensor (CHW).
   caf::replies_to<embed_atom, tensor_msg>::with<embedding_msg>,
+  // Raw model output for a batch (NCHW in, N x D out).
+  caf::replies_to<infer_atom, tensor_msg>::with<tensor_msg>,
+  // What the replica serves.
+  caf::replies_to<info_atom>::with<model_meta>,
   // Internal: run a batch of what is queued.
   caf::reacts_to<batch_atom>>;
 
@@ -220,6 +257,20 @@ using embed_service_actor = caf::typed_actor<
   caf::replies_to<embed_request>::with<embed_result>,
   // Describe the pipelines.
   caf::replies_to<list_atom>::with<std::vector<pipeline_info>>>;
+
+/// model registry: serves every model of the repository (loaded on first use,
+/// one replica each) for the Open Inference Protocol, and installs new ones.
+using model_registry_actor = caf::typed_actor<
+  // Run a model (name, NCHW batch) -> N x D output.
+  caf::replies_to<infer_atom, std::string, tensor_msg>::with<tensor_msg>,
+  // Metadata of one model (loads it when needed); not_found when not installed.
+  caf::replies_to<info_atom, std::string>::with<model_meta>,
+  // Every installed model (newest versions; not loaded by this).
+  caf::replies_to<list_atom>::with<std::vector<model_meta>>,
+  // Import weights as the next version; the served replica is replaced.
+  caf::replies_to<caf::put_atom, model_import>::with<model_meta>,
+  // Remove every version of a model.
+  caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>>;
 
 /// job manager: asynchronous work polled by id; the seam trainers plug into.
 using job_manager_actor = caf::typed_actor<

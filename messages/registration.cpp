@@ -26,6 +26,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<embed_result>("rookery.embed_result");
   cfg.add_message_type<pipeline_info>("rookery.pipeline_info");
   cfg.add_message_type<login_result>("rookery.login_result");
+  cfg.add_message_type<model_meta>("rookery.model_meta");
+  cfg.add_message_type<model_import>("rookery.model_import");
   cfg.add_message_type<new_key>("rookery.new_key");
   cfg.add_message_type<std::vector<std::string>>("rookery.strings");
   cfg.add_message_type<std::vector<int64_t>>("rookery.int64s");

@@ -5,6 +5,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/init.h>
 
+#include "models/zoo/classic_util.hpp"
+
 namespace rookery {
 
 namespace nn = torch::nn;
@@ -83,6 +85,7 @@ BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride,
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
   auto out = relu(bn1(conv1(x)));
   out = bn2(conv2(out));
+  out = zoo::classic::drop_path(out, drop_path, is_training());
   auto identity = downsample ? downsample->forward(x) : x;
   out += identity;
   return relu(out);
@@ -111,6 +114,7 @@ torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
   auto out = relu(bn1(conv1(x)));
   out = relu(bn2(conv2(out)));
   out = bn3(conv3(out));
+  out = zoo::classic::drop_path(out, drop_path, is_training());
   auto identity = downsample ? downsample->forward(x) : x;
   out += identity;
   return relu(out);
@@ -121,7 +125,9 @@ torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
 ResNetImpl::ResNetImpl(const ResNetOptions& o) : options_(o) {
   resnet_arch_info info;
   TORCH_CHECK(resnet_arch(o.arch, info), "unknown ResNet arch '", o.arch, "'");
-  TORCH_CHECK(o.num_classes > 0, "num_classes must be positive, got ", o.num_classes);
+  TORCH_CHECK(o.num_classes >= 0, "num_classes must be >= 0, got ", o.num_classes);
+  TORCH_CHECK(o.dropout >= 0 && o.dropout < 1, "dropout must be in [0, 1), got ", o.dropout);
+  TORCH_CHECK(o.drop_path >= 0 && o.drop_path < 1, "drop_path must be in [0, 1), got ", o.drop_path);
   TORCH_CHECK(o.in_channels > 0, "in_channels must be positive, got ", o.in_channels);
   groups_ = o.groups != 1 ? o.groups : info.groups;
   base_width_ = o.width_per_group != 64 ? o.width_per_group : info.width_per_group;
@@ -145,7 +151,24 @@ ResNetImpl::ResNetImpl(const ResNetOptions& o) : options_(o) {
   layer4 = register_module("layer4", make_layer(bn, 512, info.layers[3], 2));
   avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})));
   feature_dim_ = 512 * expansion;
-  fc = register_module("fc", nn::Linear(feature_dim_, o.num_classes));
+  if (o.num_classes > 0)
+    fc = register_module("fc", nn::Linear(feature_dim_, o.num_classes));
+
+  // Stochastic depth, linearly increasing over all blocks (timm).
+  if (o.drop_path > 0) {
+    std::vector<double*> rates;
+    for (auto& layer : {layer1, layer2, layer3, layer4})
+      for (auto& m : layer->children()) {
+        if (auto* b = m->as<BasicBlockImpl>())
+          rates.push_back(&b->drop_path);
+        else if (auto* b2 = m->as<BottleneckImpl>())
+          rates.push_back(&b2->drop_path);
+      }
+    for (size_t i = 0; i < rates.size(); ++i)
+      *rates[i] = rates.size() > 1 ? o.drop_path * static_cast<double>(i)
+                                         / static_cast<double>(rates.size() - 1)
+                                   : o.drop_path;
+  }
 
   // torchvision init: kaiming normal (fan_out, relu) for convs, BN weight 1 bias 0;
   // Linear keeps its default init.
@@ -179,8 +202,12 @@ nn::Sequential ResNetImpl::make_layer(bool bottleneck, int64_t planes, int64_t b
   return layer;
 }
 
+torch::Tensor ResNetImpl::stem(torch::Tensor x) {
+  return relu(bn1(conv1(x)));
+}
+
 torch::Tensor ResNetImpl::forward_features(torch::Tensor x) {
-  x = maxpool(relu(bn1(conv1(x))));
+  x = maxpool(stem(x));
   x = layer1->forward(x);
   x = layer2->forward(x);
   x = layer3->forward(x);
@@ -189,7 +216,45 @@ torch::Tensor ResNetImpl::forward_features(torch::Tensor x) {
 }
 
 torch::Tensor ResNetImpl::forward(torch::Tensor x) {
-  return fc(forward_features(std::move(x)));
+  auto f = forward_features(std::move(x));
+  if (!fc)
+    return f;
+  if (options_.dropout > 0)
+    f = torch::dropout(f, options_.dropout, is_training());
+  return fc(f);
+}
+
+std::vector<torch::Tensor> ResNetImpl::forward_stages(torch::Tensor x) {
+  std::vector<torch::Tensor> out;
+  x = stem(x);
+  out.push_back(x);
+  x = maxpool(x);
+  for (auto* layer : {&layer1, &layer2, &layer3, &layer4}) {
+    x = (*layer)->forward(x);
+    out.push_back(x);
+  }
+  return out;
+}
+
+void ResNetImpl::reset_classifier(int64_t num_classes) {
+  TORCH_CHECK(num_classes >= 0, "num_classes must be >= 0, got ", num_classes);
+  if (fc)
+    unregister_module("fc");
+  fc = nullptr;
+  if (num_classes > 0)
+    fc = register_module("fc", nn::Linear(feature_dim_, num_classes));
+  options_.num_classes = num_classes;
+}
+
+std::vector<std::shared_ptr<nn::Module>> ResNetImpl::backbone() {
+  return {conv1.ptr(), bn1.ptr(),    relu.ptr(),   maxpool.ptr(), layer1.ptr(),
+          layer2.ptr(), layer3.ptr(), layer4.ptr(), avgpool.ptr()};
+}
+
+std::shared_ptr<nn::Module> ResNetImpl::head() {
+  if (fc)
+    return fc.ptr();
+  return std::make_shared<nn::IdentityImpl>();
 }
 
 void ResNetImpl::reset_parameters(uint64_t seed) {

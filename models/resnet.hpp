@@ -2,8 +2,9 @@
 // torchvision `state_dict()` loads by name (see models/state_dict.hpp):
 //   conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc
 //   layerN.<i>.{conv1,bn1,conv2,bn2[,conv3,bn3],downsample.0,downsample.1}
-// This is the only models/ header that includes torch; actor and HTTP code use
-// models/embedding_model.hpp instead.
+// ResNetImpl is a zoo model (models/zoo/zoo.hpp): the registry's "resnet" family
+// (models/zoo/resnet_zoo.cpp) builds it. Actor and HTTP code never include this
+// header (it pulls in torch); they use models/embedding_model.hpp instead.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +20,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "common/result.hpp"
+#include "models/zoo/zoo.hpp"
 
 namespace rookery {
 
@@ -26,6 +28,7 @@ struct ResNetOptions {
   /// resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d,
   /// resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2.
   std::string arch = "resnet18";
+  /// 0: no classifier (forward() returns forward_features()).
   int64_t num_classes = 1000;
   int64_t in_channels = 3;
   /// Bottleneck grouping. The resnext*/wide_* archs bring their torchvision
@@ -34,6 +37,11 @@ struct ResNetOptions {
   /// require 1 and 64, as in torchvision.
   int64_t groups = 1;
   int64_t width_per_group = 64;
+  /// Dropout before fc while training (timm's drop_rate); torchvision has none.
+  double dropout = 0;
+  /// Stochastic depth (timm's drop_path_rate): block i of n drops its residual
+  /// branch with probability drop_path * i / (n - 1) while training.
+  double drop_path = 0;
 };
 
 /// Block depths and kind of a known arch; false for an unknown one.
@@ -54,6 +62,7 @@ public:
                  torch::nn::Sequential downsample);
   torch::Tensor forward(torch::Tensor x);
 
+  double drop_path = 0; // stochastic depth rate of the residual branch
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::ReLU relu{nullptr};
@@ -68,6 +77,7 @@ public:
                  torch::nn::Sequential downsample, int64_t groups, int64_t base_width);
   torch::Tensor forward(torch::Tensor x);
 
+  double drop_path = 0; // stochastic depth rate of the residual branch
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::ReLU relu{nullptr};
@@ -75,16 +85,22 @@ public:
 };
 TORCH_MODULE(Bottleneck);
 
-class ResNetImpl : public torch::nn::Module {
+class ResNetImpl : public zoo::ZooModelImpl {
 public:
   /// Throws c10::Error for an unknown arch or invalid options, like any torch
   /// module constructor; make_resnet() is the non-throwing way.
   explicit ResNetImpl(const ResNetOptions& options = {});
 
-  /// Logits, N x num_classes.
-  torch::Tensor forward(torch::Tensor x);
+  /// Logits, N x num_classes (the features when num_classes is 0).
+  torch::Tensor forward(torch::Tensor x) override;
   /// Globally pooled penultimate features, N x feature_dim().
-  torch::Tensor forward_features(torch::Tensor x);
+  torch::Tensor forward_features(torch::Tensor x) override;
+  /// Stem (after relu, stride 2), layer1 (4), layer2 (8), layer3 (16), layer4 (32).
+  std::vector<torch::Tensor> forward_stages(torch::Tensor x) override;
+  int64_t num_features() const override { return feature_dim_; }
+  void reset_classifier(int64_t num_classes) override;
+  std::vector<std::shared_ptr<torch::nn::Module>> backbone() override;
+  std::shared_ptr<torch::nn::Module> head() override;
   /// 512 for BasicBlock archs, 2048 for Bottleneck archs.
   int64_t feature_dim() const { return feature_dim_; }
   const ResNetOptions& options() const { return options_; }
@@ -101,9 +117,10 @@ public:
   torch::nn::MaxPool2d maxpool{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   torch::nn::AdaptiveAvgPool2d avgpool{nullptr};
-  torch::nn::Linear fc{nullptr};
+  torch::nn::Linear fc{nullptr}; // nullptr when num_classes is 0
 
 private:
+  torch::Tensor stem(torch::Tensor x);
   torch::nn::Sequential make_layer(bool bottleneck, int64_t planes, int64_t blocks,
                                    int64_t stride);
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/nn/module.h>
@@ -48,6 +49,27 @@ public:
   /// forward_stages() restricted to `indices` (empty: all); negative counts from the end.
   std::vector<torch::Tensor> forward_feature_maps(torch::Tensor x,
                                                   const std::vector<int64_t>& indices);
+
+  // --- additions (zoo A) -------------------------------------------------------
+  /// forward_feature_maps(x, zoo_options().out_indices): the multi-scale mode of
+  /// a model made by create_model(name, {.features_only = true, .out_indices = ...}).
+  std::vector<torch::Tensor> forward_feature_maps(torch::Tensor x);
+  /// Auxiliary classifiers that exist only for training (GoogLeNet's aux1/aux2,
+  /// Inception V3's AuxLogits): their parameters are in torchvision's state_dict
+  /// but unused in eval mode. load_pretrained() treats them like head(): their
+  /// keys are dropped when num_classes differs from the checkpoint's.
+  virtual std::vector<std::shared_ptr<torch::nn::Module>> aux_heads() { return {}; }
+  /// Registry name and options, set by create_model() (empty name otherwise).
+  const std::string& zoo_name() const { return zoo_name_; }
+  const model_options& zoo_options() const { return zoo_options_; }
+  void set_zoo_info(std::string name, model_options options) {
+    zoo_name_ = std::move(name);
+    zoo_options_ = std::move(options);
+  }
+
+private:
+  std::string zoo_name_;
+  model_options zoo_options_;
 };
 
 struct model_entry {
@@ -78,5 +100,32 @@ result<int64_t> count_macs(ZooModelImpl& m, int64_t size, int64_t in_channels = 
 /// Adapts a pretrained first conv's weight (O, 3, k, k) to `in_channels`:
 /// summed over RGB for 1, tiled and rescaled by 3 / in_channels for more.
 torch::Tensor adapt_first_conv(const torch::Tensor& weight, int64_t in_channels);
+
+// --- additions (zoo A) -----------------------------------------------------------
+
+/// Loads a torchvision state_dict (torch.save(model.state_dict())) of the same
+/// architecture into `m`, a model made by create_model(name, options):
+///  - options as torchvision's (num_classes == checkpoint_num_classes,
+///    in_channels 3, !features_only): a strict load_state_dict (models/state_dict.hpp);
+///  - otherwise the checkpoint is loaded strictly into a reference model of the
+///    same name with checkpoint_num_classes classes and 3 input channels, then
+///    copied over by name: the classifier keys (head() and aux_heads()) are
+///    skipped when their shapes differ (num_classes changed, or features_only /
+///    num_classes 0 removed the head) so the new head keeps its fresh init, and
+///    the first conv is adapted with adapt_first_conv() when in_channels != 3.
+/// Errors: those of load_state_dict (not_found, unprocessable), bad_request
+/// when `m` was not made by create_model().
+status load_pretrained(ZooModelImpl& m, const std::string& path, const model_options& options,
+                       int64_t checkpoint_num_classes = 1000);
+
+/// create_model(name, options) + load_pretrained(path): bad_request / the load's errors.
+result<std::shared_ptr<ZooModelImpl>> create_pretrained(const std::string& name,
+                                                       const std::string& path,
+                                                       const model_options& options = {},
+                                                       int64_t checkpoint_num_classes = 1000);
+
+/// The first entry of every family, or with `heavy == false` when the family has
+/// one: the quick parity set. Sorted by family.
+std::vector<model_entry> quick_models();
 
 } // namespace rookery::zoo

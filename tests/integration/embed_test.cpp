@@ -23,29 +23,6 @@ header_list with(header_list h, std::string k, std::string v) {
   return h;
 }
 
-/// ResNet-18 weights (seeded random init) and torchvision's embedding of the
-/// photo, exported once per test process.
-struct reference {
-  temp_dir dir;
-  std::vector<float> photo_embedding;
-  std::string weights() const { return dir.path + "/weights.pth"; }
-};
-
-const reference& exported() {
-  static reference ref = [] {
-    reference r;
-    auto cmd = std::string{"/usr/bin/python3 "} + ROOKERY_SOURCE_DIR + "/tests/tools/export_resnet.py "
-               + r.dir.path + " resnet18 " + photo_path() + " > " + r.dir.path + "/export.log 2>&1";
-    if (sh(cmd) != 0)
-      throw std::runtime_error("export_resnet.py failed: " + read_file(r.dir.path + "/export.log"));
-    auto bytes = read_file(r.dir.path + "/image0_emb.bin");
-    r.photo_embedding.resize(bytes.size() / 4);
-    std::memcpy(r.photo_embedding.data(), bytes.data(), bytes.size());
-    return r;
-  }();
-  return ref;
-}
-
 void import_weights(const std::string& data) {
   auto cmd = std::string{ROOKERY_BINARY} + " models import --arch resnet18 --name resnet18 --weights "
              + exported().weights() + " --data " + data + " > " + data + "/import.log 2>&1";

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <curl/curl.h>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -210,6 +211,27 @@ std::string photo_path(const std::string& name) {
 int sh(const std::string& cmd) {
   int rc = std::system(cmd.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::vector<float> reference::floats(const std::string& name) const {
+  auto bytes = read_file(dir.path + "/" + name);
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
+}
+
+const reference& exported() {
+  static reference ref = [] {
+    reference r;
+    auto cmd = std::string{"/usr/bin/python3 "} + ROOKERY_SOURCE_DIR
+               + "/tests/tools/export_resnet.py " + r.dir.path + " resnet18 " + photo_path()
+               + " > " + r.dir.path + "/export.log 2>&1";
+    if (sh(cmd) != 0)
+      throw std::runtime_error("export_resnet.py failed: " + read_file(r.dir.path + "/export.log"));
+    r.photo_embedding = r.floats("image0_emb.bin");
+    return r;
+  }();
+  return ref;
 }
 
 std::string signup_and_login(const server& s, const std::string& user,

@@ -66,6 +66,17 @@ std::string read_file(const std::string& path);
 /// A real photo shipped by python3-skimage.
 std::string photo_path(const std::string& name = "chelsea.png");
 
+/// ResNet-18 weights (seeded random init) and torchvision's outputs, exported
+/// once per test process by tests/tools/export_resnet.py: weights.pth,
+/// input.bin (2x3x224x224), logits.bin (2x1000), image0_emb.bin (the photo).
+struct reference {
+  temp_dir dir;
+  std::vector<float> photo_embedding;
+  std::string weights() const { return dir.path + "/weights.pth"; }
+  std::vector<float> floats(const std::string& name) const;
+};
+const reference& exported();
+
 /// Runs a shell command; returns its exit status.
 int sh(const std::string& cmd);
 

@@ -1,0 +1,146 @@
+#include "models/repository.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "models/embedding_model.hpp"
+
+namespace fs = std::filesystem;
+
+namespace rookery {
+
+namespace {
+
+result<installed_model> read_version(const fs::path& dir, const std::string& name,
+                                     uint32_t version) {
+  try {
+    std::ifstream in(dir / "config.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = nlohmann::json::parse(ss.str());
+    installed_model m;
+    m.name = name;
+    m.version = version;
+    m.dir = fs::absolute(dir).string();
+    m.arch = j.value("arch", "");
+    m.format = j.value("format", "state_dict");
+    m.weights = (fs::absolute(dir) / j.value("weights", "model.pth")).string();
+    m.dim = j.value("dim", 0u);
+    m.config_json = ss.str();
+    return m;
+  } catch (const std::exception& e) {
+    return fail(errc::unprocessable, (dir / "config.json").string() + " is not valid: " + e.what());
+  }
+}
+
+} // namespace
+
+bool valid_model_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.')
+    return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      return false;
+  return true;
+}
+
+result<installed_model> find_installed_model(const std::string& data_dir,
+                                             const std::string& name) {
+  if (!valid_model_name(name))
+    return fail(errc::not_found, "no model '" + name + "'");
+  fs::path root = fs::path(data_dir) / "models" / name;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec))
+    return fail(errc::not_found, "no model '" + name + "' under " + root.string());
+  uint32_t best = 0;
+  for (auto& entry : fs::directory_iterator(root, ec)) {
+    auto v = entry.path().filename().string();
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto version = static_cast<uint32_t>(std::stoul(v));
+    if (version > best && fs::exists(entry.path() / "config.json"))
+      best = version;
+  }
+  if (best == 0)
+    return fail(errc::not_found, "no installed version of model '" + name + "' under "
+                                   + root.string());
+  return read_version(root / std::to_string(best), name, best);
+}
+
+std::vector<installed_model> list_installed_models(const std::string& data_dir) {
+  std::vector<installed_model> out;
+  std::error_code ec;
+  fs::path root = fs::path(data_dir) / "models";
+  if (!fs::is_directory(root, ec))
+    return out;
+  for (auto& entry : fs::directory_iterator(root, ec))
+    if (entry.is_directory())
+      if (auto m = find_installed_model(data_dir, entry.path().filename().string()))
+        out.push_back(std::move(m.value()));
+  std::sort(out.begin(), out.end(),
+            [](const installed_model& a, const installed_model& b) { return a.name < b.name; });
+  return out;
+}
+
+result<installed_model> import_model(const std::string& data_dir, const import_request& req) {
+  if (!valid_model_name(req.name))
+    return fail(errc::bad_request,
+                "model name must be 1-64 letters, digits, '_', '-' or '.', got '" + req.name + "'");
+  if (req.arch.empty())
+    return fail(errc::bad_request, "an architecture ('arch') is required");
+  auto format = req.format.empty() ? (req.arch == "torchscript" ? "torchscript" : "state_dict")
+                                   : req.format;
+  if (format != "state_dict" && format != "torchscript")
+    return fail(errc::bad_request, "format must be state_dict or torchscript");
+  std::error_code ec;
+  if (!fs::is_regular_file(req.weights, ec))
+    return fail(errc::bad_request, "no weights file at " + req.weights);
+  // Load before installing: a file that does not load never enters the repository.
+  model_spec spec;
+  spec.name = req.name;
+  spec.arch = req.arch;
+  spec.weights_path = req.weights;
+  spec.format = format;
+  auto m = embedding_model::load(spec);
+  if (!m)
+    return m.error();
+  uint32_t version = 1;
+  if (auto prev = find_installed_model(data_dir, req.name))
+    version = prev->version + 1;
+  auto dir = fs::path(data_dir) / "models" / req.name / std::to_string(version);
+  auto staging = fs::path(data_dir) / "models" / req.name / (".staging-" + std::to_string(version));
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec)
+    return fail(errc::internal, "cannot create " + staging.string() + ": " + ec.message());
+  auto file = std::string{format == "torchscript" ? "model.ts" : "model.pth"};
+  fs::copy_file(req.weights, staging / file, fs::copy_options::overwrite_existing, ec);
+  if (ec)
+    return fail(errc::internal, "cannot copy weights: " + ec.message());
+  nlohmann::json conf{{"arch", req.arch}, {"format", format}, {"weights", file},
+                      {"dim", (*m)->dim()}};
+  std::ofstream(staging / "config.json") << conf.dump(2) << "\n";
+  // The version appears whole or not at all.
+  fs::rename(staging, dir, ec);
+  if (ec)
+    return fail(errc::internal, "cannot install " + dir.string() + ": " + ec.message());
+  return read_version(dir, req.name, version);
+}
+
+status remove_model(const std::string& data_dir, const std::string& name) {
+  if (!valid_model_name(name))
+    return fail(errc::not_found, "no model '" + name + "'");
+  auto root = fs::path(data_dir) / "models" / name;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec))
+    return fail(errc::not_found, "no model '" + name + "'");
+  fs::remove_all(root, ec);
+  if (ec)
+    return fail(errc::internal, "cannot remove " + root.string() + ": " + ec.message());
+  return {};
+}
+
+} // namespace rookery
