@@ -20,6 +20,40 @@ void update_gauge(const cluster_state& st) {
 
 } // namespace
 
+bool dispatch(cluster_actor::stateful_pointer<cluster_state> self, embed_request req,
+              caf::typed_response_promise<embed_result> rp, uint32_t attempts) {
+  auto& st = self->state;
+  for (size_t k = 0; k < st.workers.size(); ++k) {
+    auto i = st.next++ % st.workers.size();
+    auto& w = st.workers[i];
+    if (!w.service)
+      continue;
+    auto id = st.next_request++;
+    w.pending.emplace(id, cluster_state::worker::in_flight{rp, req, attempts});
+    self->request(w.service, st.timeout, std::move(req))
+      .then(
+        [=](embed_result& r) {
+          auto& w = self->state.workers[i];
+          auto p = w.pending.find(id);
+          if (p == w.pending.end())
+            return; // re-sent or failed by the down handler
+          r.node = w.host + ":" + std::to_string(w.port);
+          p->second.promise.deliver(std::move(r));
+          w.pending.erase(p);
+        },
+        [=](caf::error& e) {
+          auto& w = self->state.workers[i];
+          auto p = w.pending.find(id);
+          if (p == w.pending.end())
+            return;
+          p->second.promise.deliver(e);
+          w.pending.erase(p);
+        });
+    return true;
+  }
+  return false;
+}
+
 cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluster_state> self,
                                           std::vector<std::string> seeds,
                                           std::chrono::milliseconds reconnect,
@@ -34,20 +68,24 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
     w.port = static_cast<uint16_t>(std::stoul(s.substr(colon + 1)));
     st.workers.push_back(std::move(w));
   }
-  // A worker went down: fail what is in flight to it, forget it, reconnect.
+  // A worker went down: re-send what was in flight to it to another worker
+  // (once), fail the rest at once, forget it, and reconnect.
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
     for (uint64_t i = 0; i < st.workers.size(); ++i) {
       auto& w = st.workers[i];
       if (!w.service || w.service.address() != dm.source)
         continue;
-      log::warn("cluster: worker {}:{} is down ({}); {} requests in flight failed", w.host,
-                w.port, caf::to_string(dm.reason), w.pending.size());
-      for (auto& [id, rp] : w.pending)
-        rp.deliver(to_error(errc::unavailable, "the worker computing this request went down"));
+      auto orphans = std::move(w.pending);
       w.pending.clear();
       w.service = nullptr;
       update_gauge(st);
+      log::warn("cluster: worker {}:{} is down ({}); {} requests in flight re-sent", w.host,
+                w.port, caf::to_string(dm.reason), orphans.size());
+      for (auto& [id, f] : orphans) {
+        if (f.attempts >= 2 || !dispatch(self, std::move(f.request), f.promise, f.attempts + 1))
+          f.promise.deliver(to_error(errc::unavailable, "the worker computing this request went down"));
+      }
       self->delayed_send(self, st.reconnect, retry_atom::value, i);
     }
   });
@@ -91,44 +129,51 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
       return n;
     },
     [=](embed_request& req) -> caf::result<embed_result> {
-      auto& st = self->state;
-      // Round-robin over connected workers.
-      for (size_t k = 0; k < st.workers.size(); ++k) {
-        auto i = st.next++ % st.workers.size();
-        auto& w = st.workers[i];
-        if (!w.service)
-          continue;
-        auto id = st.next_request++;
-        auto rp = self->make_response_promise<embed_result>();
-        w.pending.emplace(id, rp);
-        self->request(w.service, st.timeout, std::move(req))
-          .then(
-            [=](embed_result& r) {
-              auto& w = self->state.workers[i];
-              auto p = w.pending.find(id);
-              if (p == w.pending.end())
-                return; // already failed by the down handler
-              r.node = w.host + ":" + std::to_string(w.port);
-              p->second.deliver(std::move(r));
-              w.pending.erase(p);
-            },
-            [=](caf::error& e) {
-              auto& w = self->state.workers[i];
-              auto p = w.pending.find(id);
-              if (p == w.pending.end())
-                return;
-              p->second.deliver(e);
-              w.pending.erase(p);
-            });
-        return rp;
-      }
-      return to_error(errc::unavailable, "no worker is reachable");
+      // Once a promise exists it must answer: a returned error would be dropped.
+      auto rp = self->make_response_promise<embed_result>();
+      if (!dispatch(self, std::move(req), rp, 1))
+        rp.deliver(to_error(errc::unavailable, "no worker is reachable"));
+      return rp;
     },
     [=](list_atom) -> caf::result<std::vector<pipeline_info>> {
+      // Ask every connected worker and merge: a pipeline is ready when some
+      // worker serves it, pretrained only when every worker has real weights.
+      std::vector<embed_service_actor> live;
       for (auto& w : self->state.workers)
         if (w.service)
-          return self->delegate(w.service, list_atom::value);
-      return to_error(errc::unavailable, "no worker is reachable");
+          live.push_back(w.service);
+      if (live.empty())
+        return to_error(errc::unavailable, "no worker is reachable");
+      auto rp = self->make_response_promise<std::vector<pipeline_info>>();
+      auto merged = std::make_shared<std::map<std::string, pipeline_info>>();
+      auto waiting = std::make_shared<size_t>(live.size());
+      auto finish = [=]() mutable {
+        if (--*waiting > 0)
+          return;
+        std::vector<pipeline_info> out;
+        for (auto& [name, p] : *merged)
+          out.push_back(p);
+        rp.deliver(std::move(out));
+      };
+      for (auto& w : live)
+        self->request(w, std::chrono::seconds(5), list_atom::value)
+          .then(
+            [=](std::vector<pipeline_info>& ps) mutable {
+              for (auto& p : ps) {
+                auto [it, fresh] = merged->emplace(p.name, p);
+                if (fresh)
+                  continue;
+                auto& m = it->second;
+                if (m.pretrained != p.pretrained || m.status != p.status)
+                  m.status = "workers differ: " + m.status + " | " + p.status;
+                m.ready = m.ready || p.ready;
+                m.pretrained = m.pretrained && p.pretrained;
+                m.replicas += p.replicas;
+              }
+              finish();
+            },
+            [=](caf::error&) mutable { finish(); });
+      return rp;
     },
   };
 }

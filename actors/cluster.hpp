@@ -2,7 +2,8 @@
 // services that workers publish on their cluster ports. It connects to each
 // seed through the middleman actor (asynchronously), monitors each remote
 // service, fails the requests in flight to a worker the moment it goes down
-// (CAF 0.17 would otherwise let them wait for their timeout), and reconnects.
+// (CAF 0.17 would otherwise let them wait for their timeout) by sending them
+// once to another worker (an embedding is safe to repeat), and reconnects.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -29,7 +30,12 @@ struct cluster_state {
     uint16_t port = 0;
     embed_service_actor service; // null while disconnected
     bool connecting = false;
-    std::map<uint64_t, caf::typed_response_promise<embed_result>> pending;
+    struct in_flight {
+      caf::typed_response_promise<embed_result> promise;
+      embed_request request; // kept to re-send it when this worker dies
+      uint32_t attempts = 1;
+    };
+    std::map<uint64_t, in_flight> pending;
   };
   std::vector<worker> workers;
   size_t next = 0;
@@ -37,6 +43,10 @@ struct cluster_state {
   std::chrono::milliseconds reconnect{1000};
   std::chrono::milliseconds timeout{30000};
 };
+
+/// Sends `req` to the next connected worker; false when none is connected.
+bool dispatch(cluster_actor::stateful_pointer<cluster_state> self, embed_request req,
+              caf::typed_response_promise<embed_result> rp, uint32_t attempts);
 
 cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluster_state> self,
                                           std::vector<std::string> seeds,

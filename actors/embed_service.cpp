@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/replica.hpp"
+#include "common/inflight.hpp"
 #include "common/log.hpp"
 #include "messages/registration.hpp"
 #include "models/embedding_model.hpp"
@@ -42,6 +43,7 @@ image_decoder(decoder_actor::stateful_pointer<decoder_state> self,
   self->state.replicas = std::move(replicas);
   return {
     [=](embed_request& req) -> caf::result<embed_result> {
+      auto guard = std::make_shared<inflight::guard>(inflight::embeds()); // until answered
       auto img = preprocess_image(req.data, opts);
       if (!img)
         return to_error(img.error());
@@ -54,6 +56,7 @@ image_decoder(decoder_actor::stateful_pointer<decoder_state> self,
       self->request(replica, timeout, embed_atom::value, std::move(t))
         .then(
           [=](embedding_msg& m) mutable {
+            auto held = guard;
             embed_result r;
             r.pipeline = info.name;
             r.mime = req.mime;

@@ -13,6 +13,7 @@
 #include "actors/model_registry.hpp"
 #include "actors/store_actor.hpp"
 #include "common/crypto.hpp"
+#include "common/inflight.hpp"
 #include "common/log.hpp"
 #include "http/server.hpp"
 #include "messages/registration.hpp"
@@ -29,6 +30,7 @@ struct node::impl {
   std::vector<caf::actor> actors; // everything to stop on shutdown
   std::unique_ptr<http_server> http;
   uint16_t cluster_port = 0;
+  caf::actor published; // the worker's published embedding service
   bool stopped = false;
 };
 
@@ -85,6 +87,19 @@ void node::stop() {
   if (!impl_ || impl_->stopped)
     return;
   impl_->stopped = true;
+  // Drain: stop being ready, stop taking new cluster connections, and let the
+  // work in flight finish (bounded by drain_timeout_ms) before stopping.
+  inflight::draining() = true;
+  if (impl_->cluster_port != 0 && impl_->published)
+    impl_->sys->middleman().unpublish(impl_->published, impl_->cluster_port);
+  auto deadline = std::chrono::steady_clock::now()
+                  + std::chrono::milliseconds(impl_->cfg.drain_timeout_ms);
+  while ((inflight::http() > 0 || inflight::embeds() > 0)
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (inflight::http() > 0 || inflight::embeds() > 0)
+    log::warn("shutdown: {} HTTP requests and {} embeddings still in flight after {} ms",
+              inflight::http().load(), inflight::embeds().load(), impl_->cfg.drain_timeout_ms);
   if (impl_->http)
     impl_->http->stop();
   for (auto& a : impl_->actors)
@@ -176,6 +191,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
                                          + std::to_string(cfg.cluster_port) + ": "
                                          + sys.render(port.error()));
       n->cluster_port = *port;
+      n->published = caf::actor_cast<caf::actor>(embed);
       log::info("worker: embedding service published on {}:{}", cfg.cluster_host, *port);
     }
   }

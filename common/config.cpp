@@ -19,7 +19,7 @@ namespace {
   X(cluster_host) X(cluster_port) X(seeds) X(heartbeat_ms) X(connection_timeout_ms)          \
   X(reconnect_ms) X(signup) X(admin_user) X(admin_password) X(session_ttl_s)                 \
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
-  X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) \
+  X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) X(drain_timeout_ms) \
   X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(allow_untrained)    \
   X(mime_table) X(max_running_jobs) X(max_jobs_per_user)
 

@@ -42,6 +42,7 @@ struct config {
   uint64_t max_upload_bytes = 1ull << 30;    // model weights (POST /v1/models)
   int64_t max_image_pixels = 40'000'000;
   uint32_t request_timeout_ms = 30000;
+  uint32_t drain_timeout_ms = 10000; // on SIGTERM: longest wait for work in flight
   // -- models and pipelines
   uint32_t replicas = 1;       // model replicas per pipeline
   uint32_t torch_threads = 0;  // intra-op threads; 0 = number of cores

@@ -4,6 +4,7 @@
 
 #include "actors/auth.hpp"
 #include "common/crypto.hpp"
+#include "common/inflight.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "messages/registration.hpp"
@@ -43,6 +44,15 @@ bool plain_id(const std::string& s) {
 
 } // namespace
 
+request_ctx::request_ctx() {
+  ++inflight::http();
+}
+
+request_ctx::~request_ctx() {
+  if (!answered)
+    --inflight::http();
+}
+
 ctx_ptr make_ctx(const restinio::request_handle_t& req, std::string route) {
   auto ctx = std::make_shared<request_ctx>();
   ctx->req = req;
@@ -61,6 +71,7 @@ void respond(const ctx_ptr& ctx, int status, const std::string& body,
   if (ctx->answered)
     return;
   ctx->answered = true;
+  --inflight::http();
   auto resp = ctx->req->create_response(
     restinio::http_status_line_t{restinio::http_status_code_t{static_cast<std::uint16_t>(status)},
                                  status < 400 ? "OK" : reason_of(status)});

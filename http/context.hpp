@@ -20,8 +20,10 @@ using router_t = restinio::router::express_router_t<>;
 using traits_t = restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t,
                                     router_t>;
 
-/// One HTTP request in flight.
+/// One HTTP request in flight (counted in inflight::http() until answered).
 struct request_ctx {
+  request_ctx();
+  ~request_ctx();
   restinio::request_handle_t req;
   std::string request_id;
   std::string route; // route template, for metrics ("/v1/jobs/:id")

@@ -4,6 +4,7 @@
 #include <future>
 
 #include "actors/cluster.hpp"
+#include "common/inflight.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "http/context.hpp"
@@ -31,6 +32,10 @@ void register_ops_routes(router_t& r, const std::shared_ptr<api>& a) {
   });
   r.http_get("/readyz", [a](request_handle_t req, route_params_t) {
     auto ctx = make_ctx(req, "/readyz");
+    if (inflight::draining()) {
+      respond_json(ctx, 503, json{{"status", "shutting down"}});
+      return request_accepted();
+    }
     with_actor(a, [=](caf::event_based_actor* self) {
       self->request(a->nodes.embed, std::chrono::seconds(5), list_atom::value)
         .then(

@@ -7,12 +7,15 @@ namespace rookery {
 using nlohmann::json;
 
 json to_json(const embed_result& r) {
-  return json{{"pipeline", r.pipeline},
-              {"mime", r.mime},
-              {"model", r.model},
-              {"dim", r.dim},
-              {"embedding", r.embedding},
-              {"timing_ms", {{"queue", r.queue_ms}, {"compute", r.compute_ms}}}};
+  json j{{"pipeline", r.pipeline},
+         {"mime", r.mime},
+         {"model", r.model},
+         {"dim", r.dim},
+         {"embedding", r.embedding},
+         {"timing_ms", {{"queue", r.queue_ms}, {"compute", r.compute_ms}}}};
+  if (!r.node.empty())
+    j["node"] = r.node; // the worker that computed it (gateway only)
+  return j;
 }
 
 json to_json(const pipeline_info& p) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <atomic>
 #include <thread>
 #include <fstream>
 
@@ -252,4 +253,39 @@ TEST_CASE("a gateway embeds through a worker process over CAF", "[integration][c
   CHECK(down.status == 503);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
   CHECK(http("GET", gateway.url("/readyz")).status == 503);
+}
+
+TEST_CASE("a gateway re-sends work from a dead worker to a live one", "[integration][cluster]") {
+  temp_dir w1dir, w2dir, gdir;
+  server w1{w1dir.path, {"--role", "worker", "--cluster-port", "0"}};
+  server w2{w2dir.path, {"--role", "worker", "--cluster-port", "0"}};
+  server gateway{gdir.path,
+                 {"--role", "gateway", "--seeds",
+                  "127.0.0.1:" + std::to_string(w1.cluster_port()) + ",127.0.0.1:"
+                    + std::to_string(w2.cluster_port())}};
+  auto token = signup_and_login(gateway, "alice");
+  auto photo = read_file(photo_path());
+  // Wait until both workers are connected (pipelines report 2 replicas).
+  for (int i = 0; i < 100; ++i) {
+    auto p = http("GET", gateway.url("/v1/pipelines/image"), "", bearer(token));
+    if (p.status == 200 && p.json()["replicas"] == 2)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(http("GET", gateway.url("/v1/pipelines/image"), "", bearer(token)).json()["replicas"] == 2);
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&] {
+      for (int i = 0; i < 6; ++i) {
+        auto r = http("POST", gateway.url("/v1/embed"), photo, bearer(token));
+        (r.status == 200 ? ok : failed)++;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  w1.kill();
+  for (auto& t : clients)
+    t.join();
+  CHECK(failed == 0);
+  CHECK(ok == 24);
 }
