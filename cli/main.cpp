@@ -1,13 +1,19 @@
 // rookery: serve | admin create-user | models import | version
 #include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 #include "actors/node.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
+#include "common/mime.hpp"
+#include "messages/json.hpp"
+#include "models/embedding_model.hpp"
 #include "models/repository.hpp"
+#include "pipelines/image.hpp"
 #include "store/store.hpp"
 
 namespace fs = std::filesystem;
@@ -134,6 +140,69 @@ int import_cmd(common_flags& flags, const std::string& arch, const std::string& 
   return 0;
 }
 
+/// `rookery embed FILE`: the embedding pipeline without a server, for scripts.
+int embed_cmd(common_flags& flags, const std::string& file, const std::string& pipeline) {
+  auto cfg = flags.load();
+  if (!cfg) {
+    std::cerr << "rookery: " << cfg.error().message << "\n";
+    return 2;
+  }
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    std::cerr << "rookery: cannot read " << file << "\n";
+    return 1;
+  }
+  auto mime = sniff_mime(bytes);
+  auto name = pipeline;
+  if (name.empty()) {
+    auto i = cfg->mime_table.find(mime);
+    if (i == cfg->mime_table.end()) {
+      std::cerr << "rookery: no pipeline embeds '" << mime << "'\n";
+      return 1;
+    }
+    name = i->second;
+  }
+  auto p = cfg->pipelines.find(name);
+  if (p == cfg->pipelines.end()) {
+    std::cerr << "rookery: unknown pipeline '" << name << "'\n";
+    return 1;
+  }
+  auto installed = find_installed_model(cfg->data, p->second);
+  if (!installed) {
+    std::cerr << "rookery: " << installed.error().message
+              << " (install weights with `rookery models import`)\n";
+    return 1;
+  }
+  model_spec spec{installed->name, installed->arch, installed->weights, installed->format,
+                  static_cast<int>(cfg->torch_threads)};
+  auto model = embedding_model::load(spec);
+  if (!model) {
+    std::cerr << "rookery: " << model.error().message << "\n";
+    return 1;
+  }
+  image_options opts;
+  opts.max_pixels = cfg->max_image_pixels;
+  auto img = preprocess_image(bytes, opts);
+  if (!img) {
+    std::cerr << "rookery: " << img.error().message << "\n";
+    return 1;
+  }
+  auto out = (*model)->embed({img->data.data()}, img->c, img->h, img->w);
+  if (!out) {
+    std::cerr << "rookery: " << out.error().message << "\n";
+    return 1;
+  }
+  embed_result r;
+  r.pipeline = name;
+  r.mime = mime;
+  r.model = installed->name;
+  r.dim = static_cast<uint32_t>(out->front().size());
+  r.embedding = std::move(out->front());
+  std::cout << to_json(r).dump() << std::endl;
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -171,6 +240,13 @@ int main(int argc, char** argv) {
   imp->add_option("--name", name, "repository name")->required();
   imp->add_option("--format", format, "state_dict | torchscript (default from --arch)");
 
+  common_flags embed_flags;
+  std::string embed_file, embed_pipeline;
+  auto* emb = app.add_subcommand("embed", "embed a file without a server (prints JSON)");
+  embed_flags.add(emb, false);
+  emb->add_option("file", embed_file, "the file to embed")->required()->check(CLI::ExistingFile);
+  emb->add_option("--pipeline", embed_pipeline, "pipeline name (default: from the sniffed type)");
+
   app.add_subcommand("version", "print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -183,6 +259,8 @@ int main(int argc, char** argv) {
     }
     return create_user(admin_flags, user, password, is_admin);
   }
+  if (emb->parsed())
+    return embed_cmd(embed_flags, embed_file, embed_pipeline);
   if (imp->parsed())
     return import_cmd(model_flags, arch, weights, name, format);
   std::cout << "rookery 0.1.0" << std::endl;

@@ -289,3 +289,19 @@ TEST_CASE("a gateway re-sends work from a dead worker to a live one", "[integrat
   CHECK(failed == 0);
   CHECK(ok == 24);
 }
+
+TEST_CASE("rookery embed FILE gives the server's embedding without a server", "[integration][cli]") {
+  temp_dir dir;
+  import_weights(dir.path);
+  auto out = dir.path + "/embed.json";
+  REQUIRE(sh(std::string{ROOKERY_BINARY} + " embed " + photo_path() + " --data " + dir.path + " > "
+             + out) == 0);
+  auto j = json::parse(read_file(out));
+  CHECK(j["dim"] == 512);
+  CHECK(j["mime"] == "image/png");
+  CHECK(cosine(exported().photo_embedding, j["embedding"]) >= 0.99);
+  // Text is refused with a clear message and a non-zero exit.
+  std::ofstream(dir.path + "/note.txt") << "just words\n";
+  CHECK(sh(std::string{ROOKERY_BINARY} + " embed " + dir.path + "/note.txt --data " + dir.path
+           + " 2>/dev/null") == 1);
+}
