@@ -210,7 +210,7 @@ TEST_CASE("operations: health, readiness, metrics, OpenAPI, request ids, SIGTERM
   CHECK(s.stop() == 0);
 }
 
-TEST_CASE("--print-config shows flags, environment and file merged", "[integration][config]") {
+TEST_CASE("serve --print-config shows flags, environment and file merged", "[integration][config]") {
   temp_dir dir;
   std::ofstream(dir.path + "/c.json") << R"({"port": 9000, "max_batch": 4})";
   auto out = dir.path + "/out.json";
