@@ -10,6 +10,7 @@
 
 #include "models/resnet.hpp"
 #include "models/state_dict.hpp"
+#include "models/zoo/zoo.hpp"
 
 namespace rookery {
 
@@ -59,7 +60,7 @@ struct embedding_model::impl {
   uint32_t dim = 0;
   int threads = 0;
   int64_t in_channels = 3;
-  ResNet resnet{nullptr};
+  std::shared_ptr<zoo::ZooModelImpl> net; // any zoo model (ResNet for create_untrained)
   std::optional<torch::jit::Module> script;
   bool script_has_features = false;
 
@@ -89,7 +90,7 @@ struct embedding_model::impl {
     if (c <= 0 || h <= 0 || w <= 0 || c > 64 || h > 65536 || w > 65536)
       return fail(errc::bad_request, "bad image tensor size " + std::to_string(c) + "x"
                                        + std::to_string(h) + "x" + std::to_string(w));
-    if (resnet && c != in_channels)
+    if (net && c != in_channels)
       return fail(errc::bad_request, "model " + arch + " expects " + std::to_string(in_channels)
                                        + "-channel input, got " + std::to_string(c));
     for (auto* p : images)
@@ -106,8 +107,8 @@ struct embedding_model::impl {
         std::memcpy(dst + i * per, images[static_cast<size_t>(i)],
                     static_cast<size_t>(per) * sizeof(float));
       torch::Tensor y;
-      if (resnet)
-        y = features ? resnet->forward_features(x) : resnet->forward(x);
+      if (net)
+        y = features ? net->forward_features(x) : net->forward(x);
       else
         y = run_script(x, features);
       if (features)
@@ -126,7 +127,10 @@ embedding_model::embedding_model(std::unique_ptr<impl> p) : impl_(std::move(p)) 
 embedding_model::~embedding_model() = default;
 
 std::vector<std::string> embedding_model::supported_archs() {
-  return resnet_archs();
+  std::vector<std::string> out;
+  for (auto& e : zoo::list_models())
+    out.push_back(e.name);
+  return out;
 }
 
 result<std::unique_ptr<embedding_model>> embedding_model::load(const model_spec& spec) {
@@ -159,18 +163,18 @@ result<std::unique_ptr<embedding_model>> embedding_model::load(const model_spec&
                                            + " failed on a 1x3x224x224 probe: " + probe.error().message);
       p->dim = static_cast<uint32_t>(probe->front().size());
     } else if (format == "state_dict") {
-      ResNetOptions o;
-      o.arch = spec.arch;
-      auto net = make_resnet(o);
+      // Any zoo model (models/zoo/zoo.hpp) with torchvision-named weights.
+      zoo::model_options o;
+      auto net = zoo::create_model(spec.arch, o);
       if (!net)
         return fail(errc::unprocessable, net.error().message);
-      auto st = load_state_dict(*net.value(), spec.weights_path);
+      auto st = zoo::load_pretrained(*net.value(), spec.weights_path, o);
       if (!st)
         return st.error();
-      p->resnet = net.value();
-      p->resnet->eval();
+      p->net = net.value();
+      p->net->eval();
       p->arch = spec.arch;
-      p->dim = static_cast<uint32_t>(p->resnet->feature_dim());
+      p->dim = static_cast<uint32_t>(p->net->num_features());
       p->in_channels = o.in_channels;
     } else {
       return fail(errc::unprocessable,
@@ -194,8 +198,8 @@ result<std::unique_ptr<embedding_model>> embedding_model::create_untrained(const
     return net.error();
   try {
     net.value()->reset_parameters(untrained_seed);
-    p->resnet = net.value();
-    p->resnet->eval();
+    p->net = net.value().ptr();
+    p->net->eval();
   } catch (const c10::Error& e) {
     return fail(errc::internal, first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
@@ -203,7 +207,7 @@ result<std::unique_ptr<embedding_model>> embedding_model::create_untrained(const
   }
   p->arch = arch;
   p->pretrained = false;
-  p->dim = static_cast<uint32_t>(p->resnet->feature_dim());
+  p->dim = static_cast<uint32_t>(p->net->num_features());
   return std::unique_ptr<embedding_model>(new embedding_model(std::move(p)));
 }
 

@@ -1,5 +1,6 @@
-// An image embedding model: a torchvision-compatible ResNet (state_dict
-// weights) or any TorchScript module. Torch-free header: actor code includes it.
+// An image embedding model: any torchvision-compatible zoo model (state_dict
+// weights; models/zoo/zoo.hpp) or any TorchScript module. Torch-free header:
+// actor code includes it.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -13,7 +14,7 @@ namespace rookery {
 /// From <data>/models/<name>/<version>/config.json.
 struct model_spec {
   std::string name;         // e.g. "resnet18"
-  std::string arch;         // "resnet18" ... or "torchscript"
+  std::string arch;         // a zoo model name ("resnet18", "mobilenet_v3_large", ...) or "torchscript"
   std::string weights_path; // state_dict (.pth/.pt) or TorchScript file
   std::string format;       // "state_dict" | "torchscript"; empty: "torchscript" when arch is, else "state_dict"
   int threads = 0;          // intra-op threads; 0 = leave as is (see embedding_model::load)
@@ -23,8 +24,9 @@ struct model_spec {
 /// distinct instances may run concurrently.
 class embedding_model {
 public:
-  /// Loads `spec`: for "state_dict" builds the ResNet named by spec.arch and
-  /// loads torchvision-named weights (models/state_dict.hpp); for
+  /// Loads `spec`: for "state_dict" builds the zoo model named by spec.arch
+  /// (zoo::create_model) and loads torchvision-named weights
+  /// (zoo::load_pretrained, i.e. models/state_dict.hpp); for
   /// "torchscript" loads the module with torch::jit::load and probes it once
   /// with a 1x3x224x224 zero batch to learn dim().
   /// spec.threads > 0 calls at::set_num_threads(threads). NOTE: in LibTorch
@@ -38,14 +40,16 @@ public:
   /// Random-weights model for when no weights are installed -- the caller
   /// decides whether to use it; pretrained() is false. Weights come from a
   /// fixed seed, so every replica (and every node) computes the same function.
+  /// ResNet archs only (resnet_archs()): the others have no seeded re-init.
   static result<std::unique_ptr<embedding_model>> create_untrained(const std::string& arch);
 
-  /// Supported values of model_spec::arch for the state_dict format.
+  /// Supported values of model_spec::arch for the state_dict format: every
+  /// zoo model (zoo::list_models()).
   static std::vector<std::string> supported_archs();
 
   /// Input: a batch of n images, each CHW float32 contiguous (c*h*w floats),
   /// all the same size. Output: n rows of dim() floats -- the penultimate
-  /// features (ResNet: forward_features; TorchScript: method
+  /// features (zoo models: forward_features, the pooled pre-logits; TorchScript: method
   /// `forward_features` if present, else `forward` flattened to (N, D)),
   /// L2-normalised per row. An empty batch gives an empty result.
   /// Errors: bad_request (bad sizes, null pointer, wrong channel count),
@@ -53,15 +57,16 @@ public:
   result<std::vector<std::vector<float>>> embed(const std::vector<const float*>& images,
                                                 int64_t c, int64_t h, int64_t w);
 
-  /// Same input; the raw model output, not normalised: logits for the ResNet
-  /// archs, and for TorchScript whatever `forward` returns (a tensor, or the
+  /// Same input; the raw model output, not normalised: logits for the zoo
+  /// models, and for TorchScript whatever `forward` returns (a tensor, or the
   /// first tensor of a tuple/list), flattened to (N, D).
   result<std::vector<std::vector<float>>> forward(const std::vector<const float*>& images,
                                                   int64_t c, int64_t h, int64_t w);
 
-  /// Length of embed()'s rows (512 for resnet18, 2048 for resnet50).
+  /// Length of embed()'s rows (512 for resnet18, 2048 for resnet50, the
+  /// model's num_features() in general).
   uint32_t dim() const;
-  /// The ResNet arch, or "torchscript".
+  /// The zoo model name, or "torchscript".
   const std::string& arch() const;
   /// true when loaded from weights, false for create_untrained().
   bool pretrained() const;

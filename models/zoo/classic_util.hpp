@@ -78,6 +78,15 @@ inline void kaiming_normal_(torch::Tensor w, bool fan_out) {
     nn::init::kaiming_normal_(w, 0.0, torch::kFanIn, torch::kReLU);
 }
 
+/// A Sequential that can itself be an element of a Sequential (LibTorch's
+/// AnyModule needs a non-template forward).
+class SeqImpl : public nn::SequentialImpl {
+public:
+  using nn::SequentialImpl::SequentialImpl;
+  torch::Tensor forward(torch::Tensor x) { return nn::SequentialImpl::forward(std::move(x)); }
+};
+TORCH_MODULE(Seq);
+
 /// torchvision's _make_divisible (from the TF reference code): v rounded to a
 /// multiple of divisor, at least min_value (default divisor), never more than
 /// 10% below v. MNASNet's _round_to_multiple_of is the same with bias 0.9.
@@ -95,10 +104,10 @@ enum class act { none, relu, relu6, hardswish };
 
 /// torchvision's Conv2dNormActivation: Sequential(conv (no bias), BatchNorm[, activation]),
 /// padding (k - 1) / 2 * dilation.
-inline nn::Sequential conv_bn_act(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t groups,
+inline Seq conv_bn_act(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t groups,
                                   act a, double eps = 1e-5, double momentum = 0.1,
                                   int64_t dilation = 1) {
-  nn::Sequential s(conv2d(in, out, k, stride, (k - 1) / 2 * dilation, groups, false, dilation),
+  Seq s(conv2d(in, out, k, stride, (k - 1) / 2 * dilation, groups, false, dilation),
                    batch_norm(out, eps, momentum));
   switch (a) {
     case act::none: break;
@@ -134,6 +143,7 @@ inline nn::Linear linear_or_null(int64_t in, int64_t n) {
 /// model_options a family cannot honour.
 struct supports {
   bool dropout = false, drop_path = false, width_mult = false;
+  bool aux_logits = false; // aux_logits / transform_input (GoogLeNet, Inception V3)
 };
 inline void check_options(const model_options& o, const std::string& family, supports s) {
   TORCH_CHECK(o.num_classes >= 0, "num_classes must be >= 0, got ", o.num_classes);
@@ -146,6 +156,8 @@ inline void check_options(const model_options& o, const std::string& family, sup
   TORCH_CHECK(s.width_mult || o.width_mult == 1.0, family,
               " has no width multiplier (its variants are separate models)");
   TORCH_CHECK(o.width_mult > 0, "width_mult must be positive, got ", o.width_mult);
+  TORCH_CHECK(s.aux_logits || (o.aux_logits && !o.transform_input), family,
+              " has no aux_logits / transform_input options");
 }
 
 } // namespace rookery::zoo::classic

@@ -39,19 +39,19 @@ bool make_variant(const std::string& arch, double user_width, variant& v) {
     int64_t size;
   };
   static const v1 v1s[] = {
-    {"efficientnet_b0", 1.0, 1.0, 0.2, 224}, {"efficientnet_b1", 1.0, 1.1, 0.2, 240},
-    {"efficientnet_b2", 1.1, 1.2, 0.3, 288}, {"efficientnet_b3", 1.2, 1.4, 0.3, 300},
-    {"efficientnet_b4", 1.4, 1.8, 0.4, 380}, {"efficientnet_b5", 1.6, 2.2, 0.4, 456},
-    {"efficientnet_b6", 1.8, 2.6, 0.5, 528}, {"efficientnet_b7", 2.0, 3.1, 0.5, 600},
+      {"efficientnet_b0", 1.0, 1.0, 0.2, 224}, {"efficientnet_b1", 1.0, 1.1, 0.2, 240},
+      {"efficientnet_b2", 1.1, 1.2, 0.3, 288}, {"efficientnet_b3", 1.2, 1.4, 0.3, 300},
+      {"efficientnet_b4", 1.4, 1.8, 0.4, 380}, {"efficientnet_b5", 1.6, 2.2, 0.4, 456},
+      {"efficientnet_b6", 1.8, 2.6, 0.5, 528}, {"efficientnet_b7", 2.0, 3.1, 0.5, 600},
   };
   for (const auto& b : v1s) {
     if (arch != b.name)
       continue;
     // Table 1 of the EfficientNet paper: expand, kernel, stride, in, out, layers.
     const stage_cfg base[] = {
-      {false, 1, 3, 1, 32, 16, 1},   {false, 6, 3, 2, 16, 24, 2},  {false, 6, 5, 2, 24, 40, 2},
-      {false, 6, 3, 2, 40, 80, 3},   {false, 6, 5, 1, 80, 112, 3}, {false, 6, 5, 2, 112, 192, 4},
-      {false, 6, 3, 1, 192, 320, 1},
+        {false, 1, 3, 1, 32, 16, 1},   {false, 6, 3, 2, 16, 24, 2},  {false, 6, 5, 2, 24, 40, 2},
+        {false, 6, 3, 2, 40, 80, 3},   {false, 6, 5, 1, 80, 112, 3}, {false, 6, 5, 2, 112, 192, 4},
+        {false, 6, 3, 1, 192, 320, 1},
     };
     const double w = b.width * user_width;
     for (auto s : base) {
@@ -62,7 +62,8 @@ bool make_variant(const std::string& arch, double user_width, variant& v) {
     }
     v.dropout = b.dropout;
     v.default_size = b.size;
-    const bool big = arch == "efficientnet_b5" || arch == "efficientnet_b6" || arch == "efficientnet_b7";
+    const bool big =
+        arch == "efficientnet_b5" || arch == "efficientnet_b6" || arch == "efficientnet_b7";
     v.bn_eps = big ? 1e-3 : 1e-5;
     v.bn_momentum = big ? 0.01 : 0.1;
     return true;
@@ -108,9 +109,9 @@ bool make_variant(const std::string& arch, double user_width, variant& v) {
 
 const std::vector<std::string>& efficientnet_names() {
   static const std::vector<std::string> n{
-    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",   "efficientnet_b3",
-    "efficientnet_b4", "efficientnet_b5", "efficientnet_b6",   "efficientnet_b7",
-    "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"};
+      "efficientnet_b0",   "efficientnet_b1",   "efficientnet_b2",  "efficientnet_b3",
+      "efficientnet_b4",   "efficientnet_b5",   "efficientnet_b6",  "efficientnet_b7",
+      "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"};
   return n;
 }
 
@@ -129,13 +130,14 @@ MBConvImpl::MBConvImpl(const config& c, double sd_prob, double eps, double momen
       block->push_back(conv_norm_act(cna(c.input_channels, expanded, c.kernel).stride(c.stride)));
       block->push_back(conv_norm_act(cna(expanded, c.out_channels, 1).activation(act::none)));
     } else {
-      block->push_back(conv_norm_act(cna(c.input_channels, c.out_channels, c.kernel).stride(c.stride)));
+      block->push_back(
+          conv_norm_act(cna(c.input_channels, c.out_channels, c.kernel).stride(c.stride)));
     }
   } else {
     if (expanded != c.input_channels)
       block->push_back(conv_norm_act(cna(c.input_channels, expanded, 1)));
     block->push_back(
-      conv_norm_act(cna(expanded, expanded, c.kernel).stride(c.stride).groups(expanded)));
+        conv_norm_act(cna(expanded, expanded, c.kernel).stride(c.stride).groups(expanded)));
     const int64_t squeeze = std::max<int64_t>(1, c.input_channels / 4);
     block->push_back(SqueezeExcitation(expanded, squeeze, act::silu, act::sigmoid));
     block->push_back(conv_norm_act(cna(expanded, c.out_channels, 1).activation(act::none)));
@@ -144,7 +146,7 @@ MBConvImpl::MBConvImpl(const config& c, double sd_prob, double eps, double momen
   stochastic_depth = register_module("stochastic_depth", StochasticDepth(sd_prob, "row"));
 }
 
-torch::Tensor MBConvImpl::forward(torch::Tensor x) {
+torch::Tensor MBConvImpl::forward(const torch::Tensor& x) {
   auto out = block->forward(x);
   if (use_res_connect)
     out = stochastic_depth->forward(out) + x;
@@ -163,10 +165,10 @@ EfficientNetImpl::EfficientNetImpl(const std::string& arch, const model_options&
 
   features = Seq();
   features->push_back(conv_norm_act(ConvNormActOptions(o.in_channels, v.stages[0].in, 3)
-                                      .stride(2)
-                                      .bn_eps(v.bn_eps)
-                                      .bn_momentum(v.bn_momentum)
-                                      .activation(act::silu)));
+                                        .stride(2)
+                                        .bn_eps(v.bn_eps)
+                                        .bn_momentum(v.bn_momentum)
+                                        .activation(act::silu)));
   int64_t total = 0;
   for (const auto& s : v.stages)
     total += s.layers;
@@ -195,13 +197,13 @@ EfficientNetImpl::EfficientNetImpl(const std::string& arch, const model_options&
   const int64_t last_in = v.stages.back().out;
   num_features_ = v.last_channel > 0 ? v.last_channel : 4 * last_in;
   features->push_back(conv_norm_act(ConvNormActOptions(last_in, num_features_, 1)
-                                      .bn_eps(v.bn_eps)
-                                      .bn_momentum(v.bn_momentum)
-                                      .activation(act::silu)));
+                                        .bn_eps(v.bn_eps)
+                                        .bn_momentum(v.bn_momentum)
+                                        .activation(act::silu)));
   register_module("features", features);
   avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)));
   init_cnn(*this);
-  reset_classifier(o.num_classes);
+  EfficientNetImpl::reset_classifier(o.num_classes); // not virtually: under construction
 }
 
 void EfficientNetImpl::reset_classifier(int64_t num_classes) {
@@ -216,6 +218,7 @@ void EfficientNetImpl::reset_classifier(int64_t num_classes) {
     fc->bias.zero_();
     c->push_back(fc);
   }
+  c->train(is_training());
   if (classifier)
     classifier = replace_module("classifier", c);
   else

@@ -25,7 +25,7 @@ public:
     int64_t kernel = 3, stride = 1, input_channels = 0, out_channels = 0;
   };
   MBConvImpl(const config& c, double stochastic_depth_prob, double bn_eps, double bn_momentum);
-  torch::Tensor forward(torch::Tensor x);
+  torch::Tensor forward(const torch::Tensor& x);
 
   Seq block{nullptr};
   StochasticDepth stochastic_depth{nullptr};

@@ -7,8 +7,13 @@
 //   StochasticDepth      torchvision.ops.StochasticDepth       (no parameters; identity in eval)
 //   LayerNorm2d          torchvision.models.convnext.LayerNorm2d (weight, bias; over C of NCHW)
 //   Permute              torchvision.ops.misc.Permute
-//   mlp()                torchvision.ops.MLP                   ("0" Linear, "1" act, "2" Dropout, "3" Linear, ...)
-//   Activation           any parameter-free activation (ReLU, SiLU, GELU, Hardswish, ...)
+//   mlp()                torchvision.ops.MLP                   ("0" Linear, "1" act, "2" Dropout,
+//   "3" Linear, ...) Activation           any parameter-free activation (ReLU, SiLU, GELU,
+//   Hardswish, ...) Seq                  a Sequential that can nest inside another (torchvision
+//   nests them) LayerNormLast        nn.LayerNorm over the last dim as a one-input module Identity
+//   nn.Identity (a classifier reset to 0 classes)
+// plus validate_options() (model_options a family cannot honour -> c10::Error),
+// round_channels() (_make_divisible), init_cnn() / init_trunc_normal() (inits).
 //
 // Included only by models/zoo sources and tests (it pulls in torch).
 #pragma once
@@ -36,7 +41,9 @@ namespace rookery::zoo {
 class SeqImpl : public torch::nn::SequentialImpl {
 public:
   using torch::nn::SequentialImpl::SequentialImpl;
-  torch::Tensor forward(torch::Tensor x) { return torch::nn::SequentialImpl::forward(std::move(x)); }
+  torch::Tensor forward(torch::Tensor x) {
+    return torch::nn::SequentialImpl::forward(std::move(x));
+  }
 };
 TORCH_MODULE(Seq);
 
@@ -51,7 +58,8 @@ torch::Tensor apply_act(act kind, torch::Tensor x, bool inplace = false);
 /// A module for an act (so it can sit inside a Sequential; it has no state).
 class ActivationImpl : public torch::nn::Module {
 public:
-  explicit ActivationImpl(act kind = act::relu, bool inplace = false) : kind(kind), inplace(inplace) {}
+  explicit ActivationImpl(act kind = act::relu, bool inplace = false)
+      : kind(kind), inplace(inplace) {}
   torch::Tensor forward(torch::Tensor x) { return apply_act(kind, std::move(x), inplace); }
   act kind;
   bool inplace;
@@ -94,7 +102,7 @@ class SqueezeExcitationImpl : public torch::nn::Module {
 public:
   SqueezeExcitationImpl(int64_t input_channels, int64_t squeeze_channels,
                         act activation = act::relu, act scale_activation = act::sigmoid);
-  torch::Tensor forward(torch::Tensor x);
+  torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::AdaptiveAvgPool2d avgpool{nullptr};
   torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
@@ -146,7 +154,7 @@ TORCH_MODULE(Permute);
 class LayerNormLastImpl : public torch::nn::Module {
 public:
   explicit LayerNormLastImpl(int64_t dim, double eps = 1e-5);
-  torch::Tensor forward(torch::Tensor x);
+  torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
   int64_t dim;
   double eps;
@@ -159,7 +167,7 @@ TORCH_MODULE(LayerNormLast);
 /// Dropout; then Linear -> Dropout. Indices as in torchvision (no norm layer):
 /// "0" Linear, "1" act, "2" Dropout, "3" Linear, "4" Dropout for two layers.
 Seq mlp(int64_t in_channels, const std::vector<int64_t>& hidden_channels,
-                          act activation = act::relu, double dropout = 0.0, bool bias = true);
+        act activation = act::relu, double dropout = 0.0, bool bias = true);
 
 // --- option checks -------------------------------------------------------------------
 
@@ -172,12 +180,14 @@ struct option_support {
 
 /// Throws c10::Error (create_model() turns it into bad_request) for options
 /// `family` cannot honour: num_classes < 0, in_channels < 1, dropout >= 1,
-/// drop_path > 1, a width_mult != 1 where there is none, ...
+/// drop_path >= 1, a width_mult != 1 where there is none, ...
 /// drop_path < 0 and dropout < 0 mean "the variant's torchvision default".
 void validate_options(const model_options& o, const std::string& family, option_support s);
 
 /// o.dropout, or `def` when it is negative.
-inline double dropout_or(const model_options& o, double def) { return o.dropout < 0 ? def : o.dropout; }
+inline double dropout_or(const model_options& o, double def) {
+  return o.dropout < 0 ? def : o.dropout;
+}
 /// o.drop_path, or `def` when it is negative.
 inline double drop_path_or(const model_options& o, double def) {
   return o.drop_path < 0 ? def : o.drop_path;
@@ -201,10 +211,12 @@ TORCH_MODULE(Identity);
 
 /// torchvision's usual CNN init: kaiming_normal_(fan_out) for every Conv2d
 /// (nonlinearity relu, zero bias), BatchNorm / GroupNorm weight 1 bias 0.
-/// Linear layers are left alone.
+/// Linear layers are left alone. Submodules only (`m` itself may be under
+/// construction, not yet owned by a shared_ptr).
 void init_cnn(torch::nn::Module& m);
 
 /// torch.nn.init.trunc_normal_(w, mean, std, a, b) (a, b absolute bounds).
-void init_trunc_normal(torch::Tensor w, double std, double mean = 0.0, double a = -2.0, double b = 2.0);
+void init_trunc_normal(const torch::Tensor& w, double std, double mean = 0.0, double a = -2.0,
+                       double b = 2.0);
 
 } // namespace rookery::zoo

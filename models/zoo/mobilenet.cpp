@@ -201,7 +201,7 @@ MobileNetV3Impl::MobileNetV3Impl(const MobileNetV3Options& o) {
   std::vector<v3_config> setting;
   int64_t last;
   if (o.arch == "mobilenet_v3_large") {
-    setting = {cfg(16, 3, 16, 16, false, false, 1, 1),
+    setting = std::vector<v3_config>{cfg(16, 3, 16, 16, false, false, 1, 1),
                cfg(16, 3, 64, 24, false, false, 2, 1),
                cfg(24, 3, 72, 24, false, false, 1, 1),
                cfg(24, 5, 72, 40, true, false, 2, 1),
@@ -218,7 +218,7 @@ MobileNetV3Impl::MobileNetV3Impl(const MobileNetV3Options& o) {
                cfg(160 / rd, 5, 960 / rd, 160 / rd, true, true, 1, dil)};
     last = adj(1280 / rd);
   } else if (o.arch == "mobilenet_v3_small") {
-    setting = {cfg(16, 3, 16, 16, true, false, 2, 1),
+    setting = std::vector<v3_config>{cfg(16, 3, 16, 16, true, false, 2, 1),
                cfg(16, 3, 72, 24, false, false, 2, 1),
                cfg(24, 3, 88, 24, false, false, 1, 1),
                cfg(24, 5, 96, 40, true, true, 2, 1),

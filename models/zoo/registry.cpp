@@ -17,17 +17,26 @@
 
 namespace rookery::zoo {
 
-// The families of the other half of the zoo may not be linked in (yet): weak
-// references resolve to null when no object defines them, and the registry
-// skips them. NOTE: a weak undefined reference does not make the linker pull an
-// object out of a static library, so once models/zoo/{efficientnet,...}.cpp
-// exist these declarations must lose the attribute (define
-// ROOKERY_ZOO_ALL_FAMILIES_LINKED) or those families stay unregistered.
-#ifndef ROOKERY_ZOO_ALL_FAMILIES_LINKED
+// The families of the other half of the zoo may not exist yet. Their
+// registration functions are referenced weakly while their source is absent
+// (the weak reference resolves to null and the registry skips them), strongly
+// once models/zoo/<family>.cpp exists. A weak undefined reference alone would
+// not do: it does not make the linker pull the object out of the static
+// library, so the family would stay unregistered in every binary that does not
+// reference it otherwise (e.g. the server).
+#if !__has_include("efficientnet.cpp")
 __attribute__((weak)) void register_efficientnet_models();
+#endif
+#if !__has_include("regnet.cpp")
 __attribute__((weak)) void register_regnet_models();
+#endif
+#if !__has_include("convnext.cpp")
 __attribute__((weak)) void register_convnext_models();
+#endif
+#if !__has_include("vit.cpp")
 __attribute__((weak)) void register_vit_models();
+#endif
+#if !__has_include("swin.cpp")
 __attribute__((weak)) void register_swin_models();
 #endif
 

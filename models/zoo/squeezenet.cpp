@@ -15,8 +15,8 @@ FireImpl::FireImpl(int64_t inplanes, int64_t sq, int64_t e1, int64_t e3) {
 }
 
 torch::Tensor FireImpl::forward(torch::Tensor x) {
-  x = torch::relu_(squeeze(x));
-  return torch::cat({torch::relu_(expand1x1(x)), torch::relu_(expand3x3(x))}, 1);
+  x = torch::relu(squeeze(x));
+  return torch::cat({torch::relu(expand1x1(x)), torch::relu(expand3x3(x))}, 1);
 }
 
 SqueezeNetImpl::SqueezeNetImpl(const SqueezeNetOptions& o) {
@@ -71,7 +71,7 @@ torch::Tensor SqueezeNetImpl::forward(torch::Tensor x) {
   if (!final_conv)
     return torch::flatten(torch::adaptive_avg_pool2d(x, {1, 1}), 1);
   x = classifier->forward(x); // dropout
-  x = torch::relu_(final_conv(x));
+  x = torch::relu(final_conv(x));
   return torch::flatten(torch::adaptive_avg_pool2d(x, {1, 1}), 1);
 }
 

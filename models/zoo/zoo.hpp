@@ -27,6 +27,13 @@ struct model_options {
   int64_t image_size = 0;    // families tied to an input size (ViT): 0 = default
   bool features_only = false;      // forward() returns nothing useful; use forward_feature_maps
   std::vector<int64_t> out_indices; // stages for the feature pyramid (empty: all)
+  // --- additions (zoo A) ---
+  bool aux_logits = true;       // GoogLeNet / Inception V3: build the training-only aux heads
+                                // (torchvision's weights=None default; a state_dict saved from
+                                // torchvision's pretrained googlenet has none: use false)
+  bool transform_input = false; // GoogLeNet / Inception V3: re-normalise ImageNet-normalised
+                                // input as their ported TF weights expect (torchvision sets it
+                                // when it loads its pretrained weights)
 };
 
 /// Base of every zoo model. Subclasses register torchvision's module names.
@@ -35,6 +42,9 @@ public:
   /// Logits (N, num_classes).
   virtual torch::Tensor forward(torch::Tensor x) = 0;
   /// Pooled pre-logits features (N, num_features()): what an embedding uses.
+  /// Defined as the input of the model's final classifier layer in eval mode
+  /// (torchvision: the input of the last nn.Linear; SqueezeNet: the global
+  /// average of `features`), which the parity tests compare.
   virtual torch::Tensor forward_features(torch::Tensor x) = 0;
   /// Feature maps of every stage, shallow to deep (the multi-scale mode).
   virtual std::vector<torch::Tensor> forward_stages(torch::Tensor x) = 0;
