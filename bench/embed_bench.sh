@@ -21,6 +21,8 @@
 #   BUILD_DIR=build   where rookery and bare_forward are
 #   SHARED_BENCH=../shared/bench   where peer_fastapi.py and post_file.lua are
 #   OUT_DIR=/tmp      where the summary file is written
+#   WAIT_QUIET=0      before each of a, b, c wait up to this many seconds for the
+#                     machine to be idle (< 10% CPU over 3 s); 0: do not wait
 set -euo pipefail
 
 die() { echo "embed_bench: $*" >&2; exit 1; }
@@ -37,14 +39,15 @@ BARE_SECONDS="${BARE_SECONDS:-8}"
 WARMUP="${WARMUP:-3}"
 IMAGE="${IMAGE:-/usr/lib/python3/dist-packages/skimage/data/chelsea.png}"
 OUT_DIR="${OUT_DIR:-/tmp}"
+WAIT_QUIET="${WAIT_QUIET:-0}"
 
 [[ "$DURATION" =~ ^([0-9]+)s?$ ]] || die "DURATION must be whole seconds, e.g. 20 or 20s (got '$DURATION')"
 DUR="${BASH_REMATCH[1]}"
 [[ "$WARMUP" =~ ^([0-9]+)s?$ ]] || die "WARMUP must be whole seconds (got '$WARMUP')"
 WARM="${BASH_REMATCH[1]}"
 ((DUR > 0 && DUR <= 600)) || die "DURATION must be 1..600 seconds"
-for v in CONNECTIONS WRK_THREADS THREADS BARE_SECONDS; do
-  [[ "${!v}" =~ ^[0-9]+$ ]] && ((${!v} > 0)) || die "$v must be a positive integer (got '${!v}')"
+for v in CONNECTIONS WRK_THREADS THREADS BARE_SECONDS WAIT_QUIET; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] && { ((${!v} > 0)) || [[ $v == WAIT_QUIET ]]; } || die "$v must be a positive integer (got '${!v}')"
 done
 
 # --- tools and inputs -------------------------------------------------------
@@ -91,8 +94,17 @@ clk_tck="$(getconf CLK_TCK)"
 proc_cpu_s() { # CPU seconds (user+sys) used so far by a process
   awk -v t="$clk_tck" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
 }
+children_cpu_s() { # CPU seconds of this shell's reaped children (wrk, bare_forward, curl, ...)
+  awk -v t="$clk_tck" '{ sub(/^.*\) /, ""); printf "%.3f", ($14 + $15) / t }' "/proc/$$/stat"
+}
 sys_busy_s() { # non-idle CPU seconds of the whole machine so far
   awk -v t="$clk_tck" '/^cpu /{ printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / t }' /proc/stat
+}
+# other_pct busy0 busy1 own0 own1 kids0 kids1 t0 t1: % of all CPUs used by processes
+# that are not ours (the server, wrk, bare_forward) over an interval
+other_pct() {
+  awk -v b0="$1" -v b1="$2" -v o0="$3" -v o1="$4" -v k0="$5" -v k1="$6" -v t0="$7" -v t1="$8" -v n="$(nproc)" \
+    'BEGIN { x = ((b1 - b0) - (o1 - o0) - (k1 - k0)) / ((t1 - t0) * n) * 100; if (x < 0) x = 0; printf "%.0f", x }'
 }
 fmt() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -115,17 +127,35 @@ DATA="$TMP/data"
 "$BUILD/rookery" models import --arch resnet18 --name resnet18 --weights "$W" --data "$DATA" >"$TMP/import.log" 2>&1 ||
   { cat "$TMP/import.log" >&2; die "rookery models import failed"; }
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-# How busy the machine is without us (2 s sample): others' builds or tests
-# running at the same time make every number below meaningless.
-b0="$(sys_busy_s)"; sleep 2; b1="$(sys_busy_s)"
-BUSY_PCT="$(awk -v a="$b0" -v b="$b1" -v n="$(nproc)" 'BEGIN { printf "%.0f", (b - a) / (2 * n) * 100 }')"
+# How busy the machine is without us: others' builds or tests running at the
+# same time make every number below meaningless.
+busy_pct_3s() {
+  local a b; a="$(sys_busy_s)"; sleep 3; b="$(sys_busy_s)"
+  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { printf "%.0f", (b - a) / (3 * n) * 100 }'
+}
+wait_quiet() { # phase
+  local end=$((SECONDS + WAIT_QUIET)) p
+  while :; do
+    p="$(busy_pct_3s)"
+    ((p < 10)) && return 0
+    if ((SECONDS >= end)); then
+      ((WAIT_QUIET == 0)) || echo "embed_bench: WARNING: still ${p}% busy after waiting ${WAIT_QUIET}s before $1" >&2
+      return 0
+    fi
+    echo "embed_bench: the machine is ${p}% busy; waiting for it to be idle before $1 ..." >&2
+  done
+}
+((WAIT_QUIET == 0)) || wait_quiet "(a)"
+BUSY_PCT="$(busy_pct_3s)"
 ((BUSY_PCT <= 15)) || echo "embed_bench: WARNING: the machine is ${BUSY_PCT}% busy before the benchmark starts; results will be skewed" >&2
 
 # --- 2. (a) bare LibTorch ----------------------------------------------------
 log "(a) bare LibTorch: bare_forward, ${BARE_SECONDS}s batch 1 + ${BARE_SECONDS}s batch 8, $THREADS threads"
+busy0="$(sys_busy_s)"; kids0="$(children_cpu_s)"; t0="$(date +%s.%N)"
 timeout $((3 * BARE_SECONDS + 120)) "$BUILD/bare_forward" --data "$DATA" --model resnet18 --image "$JPG" \
   --threads "$THREADS" --seconds "$BARE_SECONDS" | tee "$TMP/bare.txt" >&2 ||
   die "bare_forward failed"
+BARE_OTHER="$(other_pct "$busy0" "$(sys_busy_s)" 0 0 "$kids0" "$(children_cpu_s)" "$t0" "$(date +%s.%N)")"
 kv() { # file label key -> value of key= on the line starting with label
   awk -v l="$2" -v k="$3" '$1 == l { for (i = 2; i <= NF; i++) { split($i, p, "="); if (p[1] == k) print p[2] } }' "$1"
 }
@@ -155,7 +185,7 @@ warm_up() {
   if ((WARM > 0)); then
     if [[ -n "$auth" ]]; then export AUTH="$auth"; else unset AUTH; fi
     BODY_FILE="$JPG" timeout $((WARM + 30)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARM}s" \
-      --timeout 10s -s "$SHARED/post_file.lua" "$url" >"$TMP/$name.warmup.txt" 2>&1 ||
+      --timeout 30s -s "$SHARED/post_file.lua" "$url" >"$TMP/$name.warmup.txt" 2>&1 ||
       { cat "$TMP/$name.warmup.txt" >&2; die "$name: wrk warm-up failed"; }
   fi
 }
@@ -165,15 +195,16 @@ warm_up() {
 # BUSY_MS (CPU ms of the whole machine per request: server + wrk + the rest).
 measure() {
   local name="$1" url="$2" pid="$3" auth="${4:-}" out
-  local cpu0 busy0 cpu1 busy1
-  cpu0="$(proc_cpu_s "$pid")"; busy0="$(sys_busy_s)"
+  local cpu0 busy0 cpu1 busy1 kids0 kids1 t0 t1
+  cpu0="$(proc_cpu_s "$pid")"; busy0="$(sys_busy_s)"; kids0="$(children_cpu_s)"; t0="$(date +%s.%N)"
   log "($name) wrk -t$WRK_THREADS -c$CONNECTIONS -d${DUR}s --latency $url"
   if [[ -n "$auth" ]]; then export AUTH="$auth"; else unset AUTH; fi
-  BODY_FILE="$JPG" timeout $((DUR + 60)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DUR}s" --timeout 10s \
+  BODY_FILE="$JPG" timeout $((DUR + 60)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DUR}s" --timeout 30s \
     --latency -s "$SHARED/post_file.lua" "$url" >"$TMP/$name.wrk.txt" 2>&1 ||
     { cat "$TMP/$name.wrk.txt" >&2; die "$name: wrk failed"; }
   unset AUTH
-  cpu1="$(proc_cpu_s "$pid")"; busy1="$(sys_busy_s)"
+  cpu1="$(proc_cpu_s "$pid")"; busy1="$(sys_busy_s)"; kids1="$(children_cpu_s)"; t1="$(date +%s.%N)"
+  OTHER_PCT="$(other_pct "$busy0" "$busy1" "$cpu0" "$cpu1" "$kids0" "$kids1" "$t0" "$t1")"
   cat "$TMP/$name.wrk.txt" >&2
   out="$TMP/$name.wrk.txt"
   RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
@@ -181,7 +212,7 @@ measure() {
   NON2XX="$(grep -o 'non2xx=[0-9]*' "$out" | cut -d= -f2)"
   P50="$(grep -o 'p50_ms=[0-9.]*' "$out" | cut -d= -f2)"
   P99="$(grep -o 'p99_ms=[0-9.]*' "$out" | cut -d= -f2)"
-  SOCKERR="$(awk -F'[ ,]+' '/Socket errors:/ { print $4 + $6 + $8 + $10 }' "$out")"
+  SOCKERR="$(awk '/Socket errors:/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s + 0 }' "$out")"
   SOCKERR="${SOCKERR:-0}"
   [[ -n "$RPS" && -n "$REQS" && -n "$P50" && -n "$P99" && -n "$NON2XX" ]] || die "$name: cannot parse wrk output"
   OK_RPS="$(awk -v r="$RPS" -v n="$REQS" -v b="$NON2XX" 'BEGIN { printf "%.2f", (n > 0 ? r * (n - b) / n : 0) }')"
@@ -190,6 +221,7 @@ measure() {
 }
 
 # --- 3. (b) Rookery -----------------------------------------------------------
+((WAIT_QUIET == 0)) || wait_quiet "(b)"
 log "(b) Rookery: start build/rookery serve"
 ROOKERY_TORCH_THREADS="$THREADS" ROOKERY_LOG_LEVEL=warn ROOKERY_KEY_RATE_PER_S=1000000 \
   ROOKERY_KEY_BURST=1000000 ROOKERY_PASSWORD_HASH_COST=min \
@@ -221,7 +253,7 @@ warm_up rookery "$RK/v1/embed" "Bearer $TOKEN"
 curl -sf --max-time 10 "$RK/metrics" >"$TMP/metrics.before" || die "GET /metrics failed"
 measure rookery "$RK/v1/embed" "$RK_PID" "Bearer $TOKEN"
 RK_RPS="$RPS" RK_OK_RPS="$OK_RPS" RK_P50="$P50" RK_P99="$P99" RK_NON2XX="$NON2XX" RK_SOCKERR="$SOCKERR"
-RK_REQS="$REQS" RK_CPU="$CPU_MS" RK_BUSY="$BUSY_MS"
+RK_REQS="$REQS" RK_CPU="$CPU_MS" RK_BUSY="$BUSY_MS" RK_OTHER="$OTHER_PCT"
 curl -sf --max-time 10 "$RK/metrics" >"$TMP/metrics.after" || die "GET /metrics failed"
 # What the server's own metrics say about the measured run (after - before).
 METRICS_REPORT="$("$PY" - "$TMP/metrics.before" "$TMP/metrics.after" <<'EOF'
@@ -275,8 +307,11 @@ for k, v in d.items():
     m = re.match(r'rookery_http_request_duration_seconds_count\{(.*route="/v1/embed".*)\}', k)
     if m and v > 0:
         s = d.get(k.replace("_count{", "_sum{"), 0.0)
-        lines.append(f"  server-side /v1/embed latency: mean {s / v * 1000:.1f} ms over {v:.0f} requests"
-                     f" (wrk's p50 includes the client side too)")
+        http_ms = s / v * 1000
+        lines.append(f"  server-side /v1/embed latency: mean {http_ms:.1f} ms over {v:.0f} requests")
+        lines.append(f"  unaccounted by queue + forward: {http_ms - queue_ms - compute_ms:.1f} ms per request (decode, HTTP,"
+                     f" and waiting in the replica's mailbox for the batch in progress: the queue metric starts"
+                     f" only when the replica takes the message)")
 print("\n".join(lines))
 EOF
 )" || METRICS_REPORT="  (could not read /metrics)"
@@ -286,6 +321,7 @@ stop_pid "$RK_PID"
 grep -E '"level" *: *"(warn|error)"|\[(warn|warning|error)\]' "$TMP/rookery.log" | head -5 >&2 || true
 
 # --- 4. (c) the Python peer ---------------------------------------------------
+((WAIT_QUIET == 0)) || wait_quiet "(c)"
 PP_PORT="$(free_port)"
 log "(c) Python peer: peer_fastapi.py on 127.0.0.1:$PP_PORT, --threads $THREADS"
 "$PY" "$SHARED/peer_fastapi.py" --port "$PP_PORT" --weights "$W" --threads "$THREADS" >"$TMP/peer.log" 2>&1 &
@@ -303,7 +339,7 @@ done
 warm_up python "$PP/embed"
 measure python "$PP/embed" "$PP_PID"
 PY_RPS="$RPS" PY_OK_RPS="$OK_RPS" PY_P50="$P50" PY_P99="$P99" PY_NON2XX="$NON2XX" PY_SOCKERR="$SOCKERR"
-PY_REQS="$REQS" PY_CPU="$CPU_MS" PY_BUSY="$BUSY_MS"
+PY_REQS="$REQS" PY_CPU="$CPU_MS" PY_BUSY="$BUSY_MS" PY_OTHER="$OTHER_PCT"
 log "(c) stopping the Python peer"
 stop_pid "$PP_PID"
 
@@ -325,15 +361,18 @@ SUMMARY="$OUT_DIR/rookery-embed-bench-$STAMP.txt"
   echo "load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DUR}s (+${WARM}s warm-up), (b) then (c), never together; bare: ${BARE_SECONDS}s sequential loops"
   echo "rookery binary: $BUILD/rookery ($(date -r "$BUILD/rookery" '+%F %T'))"
   echo
-  printf '%-34s %9s %9s %9s %8s %12s %12s\n' "system" "img/s" "p50 ms" "p99 ms" "non-2xx" "srv CPU ms" "all CPU ms"
-  printf '%-34s %9s %9s %9s %8s %12s %12s\n' "" "" "" "" "" "per image" "per image"
-  printf '%-34s %9s %9s %9s %8s %12s %12s\n' "(a) bare LibTorch, batch 1" "$(fmt "$BARE_RPS")" "$(fmt "$BARE_P50")" "$(fmt "$BARE_P99")" "-" "-" "-"
-  printf '%-34s %9s %9s %9s %8s %12s %12s\n' "    bare LibTorch, batch 8 (ref.)" "$(fmt "$B8_RPS")" "$(fmt "$B8_P50")" "$(fmt "$B8_P99")" "-" "-" "-"
-  printf '%-34s %9s %9s %9s %8s %12s %12s\n' "(b) Rookery POST /v1/embed" "$(fmt "$RK_OK_RPS")" "$(fmt "$RK_P50")" "$(fmt "$RK_P99")" "$RK_NON2XX" "$RK_CPU" "$RK_BUSY"
-  printf '%-34s %9s %9s %9s %8s %12s %12s\n' "(c) Python peer POST /embed" "$(fmt "$PY_OK_RPS")" "$(fmt "$PY_P50")" "$(fmt "$PY_P99")" "$PY_NON2XX" "$PY_CPU" "$PY_BUSY"
+  row() { printf '%-33s %8s %8s %8s %8s %10s %10s %7s\n' "$@"; }
+  row "system" "img/s" "p50 ms" "p99 ms" "errors" "srv CPU ms" "all CPU ms" "other"
+  row "" "" "" "" "" "per image" "per image" "CPU %"
+  row "(a) bare LibTorch, batch 1" "$(fmt "$BARE_RPS")" "$(fmt "$BARE_P50")" "$(fmt "$BARE_P99")" "-" "-" "-" "$BARE_OTHER"
+  row "    bare LibTorch, batch 8 (ref.)" "$(fmt "$B8_RPS")" "$(fmt "$B8_P50")" "$(fmt "$B8_P99")" "-" "-" "-" "(same)"
+  row "(b) Rookery POST /v1/embed" "$(fmt "$RK_OK_RPS")" "$(fmt "$RK_P50")" "$(fmt "$RK_P99")" "$((RK_NON2XX + RK_SOCKERR))" "$RK_CPU" "$RK_BUSY" "$RK_OTHER"
+  row "(c) Python peer POST /embed" "$(fmt "$PY_OK_RPS")" "$(fmt "$PY_P50")" "$(fmt "$PY_P99")" "$((PY_NON2XX + PY_SOCKERR))" "$PY_CPU" "$PY_BUSY" "$PY_OTHER"
   echo "  (bare p50/p99 are per forward call: one image at batch 1, eight at batch 8; img/s of (b)/(c) counts 2xx answers only;"
   echo "   decode+preprocess of this JPEG alone, Rookery's pipeline, one thread: p50 ${PRE_P50} ms;"
-  echo "   CPU ms per image: srv = the server process, all = the whole machine incl. wrk; socket errors rookery ${RK_SOCKERR}, python ${PY_SOCKERR})"
+  echo "   errors = non-2xx + socket errors/timeouts (rookery ${RK_NON2XX}+${RK_SOCKERR}, python ${PY_NON2XX}+${PY_SOCKERR}; wrk --timeout 30s);
+   CPU ms per image: srv = the server process, all = the whole machine incl. wrk;
+   other CPU % = share of all CPUs used by processes not started by this script during that phase)"
   echo
   printf '%-36s %9s   %-14s %s\n' "ratio" "measured" "target" "verdict"
   printf '%-36s %8sx   %-14s %s\n' "rookery / bare batch 1 (throughput)" "$R_BARE" ">= 0.95x" "$(verdict "$R_BARE" 0.95 '>=')"
@@ -343,9 +382,10 @@ SUMMARY="$OUT_DIR/rookery-embed-bench-$STAMP.txt"
   echo
   echo "Rookery's /metrics over the measured run:"
   echo "$METRICS_REPORT"
-  if ((BUSY_PCT > 15)); then
+  if ((BUSY_PCT > 15 || BARE_OTHER > 10 || RK_OTHER > 10 || PY_OTHER > 10)); then
     echo
-    echo "WARNING: other processes kept the CPUs ${BUSY_PCT}% busy just before the run; the numbers are skewed."
+    echo "WARNING: other processes used the CPUs (${BUSY_PCT}% before the start; ${BARE_OTHER}/${RK_OTHER}/${PY_OTHER}% during a/b/c);"
+    echo "         the numbers are skewed. Run again on a quiet machine (WAIT_QUIET=120 waits for one)."
   fi
   if [[ "$RK_REQS" == 0 || "$PY_REQS" == 0 ]]; then
     echo
