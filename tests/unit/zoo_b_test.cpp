@@ -30,6 +30,7 @@
 #include "models/zoo/regnet.hpp"
 #include "models/zoo/swin.hpp"
 #include "models/zoo/vit.hpp"
+#include "tensor_files.hpp"
 
 // glog's CHECK would shadow Catch's (see tests/pch_tests.hpp).
 #undef CHECK
@@ -38,19 +39,11 @@
 
 namespace fs = std::filesystem;
 using namespace rookery;
+using rookery::test::python;
+using rookery::test::read_bin;
 using namespace rookery::zoo;
 
 namespace {
-
-const char* const python = "/usr/bin/python3";
-
-std::vector<float> read_bin(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<float> v(s.size() / sizeof(float));
-  std::memcpy(v.data(), s.data(), v.size() * sizeof(float));
-  return v;
-}
 
 torch::Tensor load_tensor(const fs::path& p, const nlohmann::json& shape) {
   auto v = read_bin(p);

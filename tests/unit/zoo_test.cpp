@@ -24,29 +24,18 @@
 #include "models/embedding_model.hpp"
 #include "models/resnet.hpp"
 #include "models/zoo/zoo.hpp"
+#include "tensor_files.hpp"
 
 #undef CHECK
 #define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
 
 namespace fs = std::filesystem;
 using namespace rookery;
+using rookery::test::python;
+using rookery::test::read_bin;
+using rookery::test::read_tensor;
 
 namespace {
-
-const char* const python = "/usr/bin/python3";
-
-std::vector<float> read_bin(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<float> v(s.size() / sizeof(float));
-  std::memcpy(v.data(), s.data(), v.size() * sizeof(float));
-  return v;
-}
-
-torch::Tensor read_tensor(const fs::path& p, const nlohmann::json& shape) {
-  auto v = read_bin(p);
-  return torch::from_blob(v.data(), shape.get<std::vector<int64_t>>(), torch::kFloat).clone();
-}
 
 struct temp_dir {
   fs::path path;
