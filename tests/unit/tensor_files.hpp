@@ -1,10 +1,12 @@
-// Shared by the parity tests: the raw little-endian float32 files the Python
-// exporters (tests/tools/export_*.py) write, read back as vectors or tensors.
+// Shared by the parity tests: a scratch directory for the Python exporters
+// (tests/tools/export_*.py) and the raw little-endian float32 files they write,
+// read back as vectors or tensors.
 #pragma once
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,22 @@ namespace rookery::test {
 
 /// Debian's Python, which has python3-torch (the PATH one may not).
 inline const char* const python = "/usr/bin/python3";
+
+/// A fresh directory under the system temp dir, removed with everything in it.
+struct temp_dir {
+  std::filesystem::path path;
+  explicit temp_dir(const std::string& prefix) {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() / (prefix + std::to_string(rd()));
+    std::filesystem::create_directories(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+};
 
 inline std::vector<float> read_bin(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -40,21 +40,9 @@ using namespace rookery;
 using rookery::test::python;
 using rookery::test::read_bin;
 using rookery::test::read_tensor;
+using rookery::test::temp_dir;
 
 namespace {
-
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("rookery-zoo-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 struct job {
   zoo::model_entry entry;
@@ -184,7 +172,7 @@ void run_parity(const std::vector<zoo::model_entry>& entries, size_t chunk) {
     std::vector<job> jobs;
     for (size_t i = begin; i < std::min(entries.size(), begin + chunk); ++i)
       jobs.push_back(make_job(entries[i]));
-    temp_dir dir;
+    temp_dir dir{"rookery-zoo-"};
     auto meta = export_models(dir.path, jobs);
     REQUIRE_FALSE(meta.empty());
     for (auto& j : jobs)

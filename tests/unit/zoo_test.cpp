@@ -34,21 +34,9 @@ using namespace rookery;
 using rookery::test::python;
 using rookery::test::read_bin;
 using rookery::test::read_tensor;
+using rookery::test::temp_dir;
 
 namespace {
-
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("rookery-zoo-test-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // One exporter run per process, shared by the test cases below: resnet18 and
 // mobilenet_v3_small weights + outputs at 64 px, and parameter counts.
@@ -73,7 +61,7 @@ std::string param_tag(const std::string& name, const nlohmann::json& kw) {
 }
 
 struct exported {
-  temp_dir dir;
+  temp_dir dir{"rookery-zoo-test-"};
   nlohmann::json meta;
   bool ok = false;
   exported() {
