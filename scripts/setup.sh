@@ -22,6 +22,9 @@ PACKAGES=(
   libcli11-dev          # command-line parsing
   catch2                # tests
   libcurl4-openssl-dev  # HTTP client in integration tests
+  # real data sets that Debian ships (training and its tests)
+  dataset-fashion-mnist # Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist
+  fortunes              # categorised text corpus under /usr/share/games/fortunes
   # test and benchmark tools
   curl wrk
   python3-torch python3-torchvision python3-skimage python3-pil

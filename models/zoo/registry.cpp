@@ -39,6 +39,12 @@ __attribute__((weak)) void register_vit_models();
 #if !__has_include("swin.cpp")
 __attribute__((weak)) void register_swin_models();
 #endif
+#if !__has_include("small_models.cpp")
+__attribute__((weak)) void register_small_models();
+#endif
+#if !__has_include("autoencoder.cpp")
+__attribute__((weak)) void register_autoencoder_models();
+#endif
 
 namespace {
 
@@ -66,7 +72,8 @@ void ensure_registered() {
     register_mnasnet_models();
     register_shufflenet_models();
     for (auto* f : {&register_efficientnet_models, &register_regnet_models,
-                    &register_convnext_models, &register_vit_models, &register_swin_models})
+                    &register_convnext_models, &register_vit_models, &register_swin_models,
+                    &register_small_models, &register_autoencoder_models})
       if (f)
         f();
   });
@@ -167,8 +174,20 @@ std::vector<model_entry> list_models() {
   std::vector<model_entry> out;
   out.reserve(r.entries.size());
   for (auto& kv : r.entries)
-    out.push_back(kv.second);
+    if (!kv.second.custom)
+      out.push_back(kv.second);
   return out; // std::map: sorted by name
+}
+
+std::vector<model_entry> list_custom_models() {
+  ensure_registered();
+  auto& r = reg();
+  std::lock_guard<std::mutex> lk(r.mu);
+  std::vector<model_entry> out;
+  for (auto& kv : r.entries)
+    if (kv.second.custom)
+      out.push_back(kv.second);
+  return out;
 }
 
 std::vector<model_entry> quick_models() {

@@ -87,14 +87,19 @@ struct model_entry {
   std::string family; // "resnet", "vit", ...
   int64_t default_size = 224;
   bool heavy = false; // parity checked only under ctest -L full
+  bool custom = false; // Rookery's own architecture (trainers' small models), no torchvision
+                       // twin: built by create_model() but not in list_models()
   std::function<std::shared_ptr<ZooModelImpl>(const model_options&)> make;
 };
 
 /// Registers a model (each family's register_<family>_models() in models/zoo/families.hpp calls it).
 bool register_model(model_entry entry);
 
-/// All registered models, sorted by name.
+/// All registered torchvision models, sorted by name (custom ones excluded).
 std::vector<model_entry> list_models();
+
+/// Rookery's own architectures (model_entry::custom), sorted by name.
+std::vector<model_entry> list_custom_models();
 
 /// Builds `name`: bad_request for unknown names or options that do not apply.
 /// Catches c10::Error from the family's constructor.

@@ -1,0 +1,203 @@
+// The training core: a Trainer base class (one subclass per kind of training:
+// classifier, GAN, autoencoder, RNN) and fit(), the loop that drives it with
+// callbacks in the style of fastai / Lightning: metrics, checkpoints (model and
+// optimizer together, every N steps and at each epoch end), early stopping,
+// LR schedules (step, cosine, one-cycle), gradient clipping, stop on NaN,
+// progress with ETA, cancellation, and seeded, resumable runs.
+//
+// Determinism: every batch is a pure function of (seed, epoch, index in the
+// epoch), the LR is a pure function of the global step, and checkpoints hold
+// the RNG state, so a run resumed from a checkpoint continues exactly where
+// the checkpoint was taken.
+//
+// Pulls in torch: only trainers/ sources and tests include it. Actor code uses
+// trainers/train_job.hpp.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
+#include <torch/types.h>
+
+#include "common/result.hpp"
+#include "datasets/registry.hpp"
+
+namespace rookery::train {
+
+using metrics = std::map<std::string, double>;
+
+/// Hyper-parameters every trainer understands (job spec "hyper"). Trainers
+/// read their own extra keys from the same object (Trainer::hyper_json()).
+struct hyper_params {
+  int64_t epochs = 1;
+  int64_t batch_size = 64;
+  double lr = 1e-3;
+  std::string optimizer = "adam"; // adam | adamw | sgd
+  double weight_decay = 0;
+  double momentum = 0.9;          // sgd
+  // LR schedule, a function of the global step: none | step | cosine | onecycle
+  std::string schedule = "none";
+  int64_t step_epochs = 1;      // step: multiply by gamma every step_epochs epochs
+  double gamma = 0.1;
+  double min_lr_factor = 0;     // cosine: final lr = lr * min_lr_factor
+  double warmup_frac = 0;       // cosine: linear warm-up over this share of the steps
+  double pct_start = 0.3;       // onecycle: share of steps rising to lr
+  double div_factor = 25;       // onecycle: initial lr = lr / div_factor
+  double final_div_factor = 1e4; // onecycle: final lr = initial / final_div_factor
+  double clip_grad_norm = 0;    // > 0: clip the global gradient norm
+  int64_t checkpoint_every = 0; // > 0: checkpoint every N global steps (and always at epoch end)
+  int64_t keep_checkpoints = 3; // epoch checkpoints kept (last.pt is always kept)
+  int64_t early_stopping_patience = 0; // > 0: stop after this many epochs without improvement
+  std::string monitor = "val_loss";    // metric watched by early stopping
+  std::string monitor_mode = "min";    // min | max
+  double min_delta = 0;
+  bool stop_on_nan = true;
+  uint64_t seed = 42;
+  int64_t limit_train = 0; // subsets (tests, quick runs): 0 = all
+  int64_t limit_test = 0;
+  int64_t log_every = 10;  // steps between metric points in the history
+  int64_t max_steps = 0;   // > 0: stop after this many global steps (total)
+};
+
+/// Parses and checks hyper_params from JSON (absent keys keep defaults);
+/// bad_request naming the key on a wrong type or value.
+result<hyper_params> parse_hyper(const nlohmann::json& j);
+
+/// The learning rate at global step `step` (0-based) of `total` steps with
+/// `steps_per_epoch` steps an epoch.
+double scheduled_lr(const hyper_params& h, int64_t step, int64_t total, int64_t steps_per_epoch);
+
+/// What a finished run leaves for serving: a model that can be registered in
+/// the model repository and back an embedding pipeline.
+struct exported_model {
+  std::string arch;            // zoo architecture name (models/zoo), e.g. "small_cnn"
+  std::string weights_path;    // a state_dict with torchvision-style names
+  std::string options_json;    // zoo::model_options as JSON
+  std::string preprocess_json; // image preprocessing for the pipeline: {"size","channels","mean","std"}
+  uint32_t dim = 0;            // embedding dimension
+};
+
+class Trainer {
+public:
+  virtual ~Trainer() = default;
+
+  /// "classifier", "gan", "autoencoder", "rnn".
+  virtual std::string kind() const = 0;
+  /// Loads data and builds models and optimizers (after torch::manual_seed).
+  /// Errors: not_found (dataset, base model), bad_request (options).
+  virtual status setup() = 0;
+  /// Optimizer steps in one epoch.
+  virtual int64_t steps_per_epoch() const = 0;
+  /// Sets train mode on the trained modules (called before each epoch's steps).
+  virtual void train_mode() = 0;
+  /// One training step on batch `index` of epoch `epoch` (0-based); the batch
+  /// must be a function of (seed, epoch, index). Returns at least "loss".
+  /// Use clip_and_step() for the optimizer step.
+  virtual metrics train_step(int64_t epoch, int64_t index) = 0;
+  /// Evaluation on held-out data (eval mode, no grad): "val_loss" and more.
+  virtual metrics validate() = 0;
+  /// Writes the epoch's artifacts (sample grids, reconstructions, text
+  /// samples) into `dir`; returns their file names.
+  virtual std::vector<std::string> epoch_artifacts(int64_t epoch, const std::string& dir) {
+    return {};
+  }
+  /// Modules and optimizers, by stable names, for checkpoints.
+  virtual std::map<std::string, std::shared_ptr<torch::nn::Module>> modules() = 0;
+  virtual std::map<std::string, torch::optim::Optimizer*> optimizers() = 0;
+  /// Writes the model to serve into `dir`; nullopt-like failure when the
+  /// trainer has nothing servable (the run still succeeds).
+  virtual result<exported_model> export_model(const std::string& dir) = 0;
+
+  const hyper_params& hyper() const { return hyper_; }
+  /// The whole "hyper" object, for trainer-specific keys.
+  const nlohmann::json& hyper_json() const;
+
+protected:
+  Trainer(hyper_params h, const nlohmann::json& spec);
+  /// Clips the gradients of `params` (hyper.clip_grad_norm > 0), steps `opt`;
+  /// returns the gradient norm before clipping (0 when not clipping).
+  double clip_and_step(torch::optim::Optimizer& opt, const std::vector<torch::Tensor>& params);
+  /// Indices 0..n-1 shuffled by (seed, epoch): the epoch's batch order.
+  torch::Tensor epoch_permutation(int64_t n, int64_t epoch) const;
+  /// The full job spec ({"trainer","dataset","model","hyper",...}).
+  const nlohmann::json& spec() const;
+
+  hyper_params hyper_;
+
+private:
+  std::shared_ptr<nlohmann::json> spec_;
+};
+
+/// One point of the metric history.
+struct metric_point {
+  int64_t step = 0;  // global step
+  int64_t epoch = 0; // 1-based
+  double time_s = 0; // since the run started (summed over resumes)
+  std::string phase; // "train" | "val"
+  metrics values;
+};
+
+struct progress {
+  int64_t epoch = 0, epochs = 0;     // 1-based epoch in progress
+  int64_t step = 0, total_steps = 0; // global steps done / planned
+  double elapsed_s = 0, eta_s = -1;  // eta < 0: unknown yet
+  double lr = 0;
+  metrics latest;                    // latest train and val values
+};
+
+/// The outside world of a run.
+struct run_context {
+  std::string dir;                          // job directory: checkpoints/, artifacts/
+  std::function<bool()> cancelled;          // polled before every step
+  std::function<void(const progress&)> on_progress;     // after every step
+  std::function<void(const metric_point&)> on_metrics; // each history point
+  std::function<void(const std::string&)> on_artifact;  // path relative to dir
+};
+
+struct fit_summary {
+  std::string outcome;     // "completed" | "early_stopped" | "cancelled" | "max_steps"
+  int64_t epochs_run = 0;  // completed epochs
+  int64_t steps = 0;       // global steps done
+  bool resumed = false;    // started from a checkpoint
+  int64_t resumed_from_step = 0;
+  metrics final_metrics;   // last train + val values
+  double best_monitor = 0;
+  std::vector<std::string> artifacts; // relative to dir
+  std::optional<exported_model> model;
+};
+
+/// Runs `t` to the end (or resumes it from <dir>/checkpoints/last.pt):
+/// setup, then per epoch: train steps (LR schedule, NaN stop, progress,
+/// history every log_every steps, checkpoint every checkpoint_every steps),
+/// validate, epoch artifacts, loss curves (artifacts/curves.png), checkpoint,
+/// early stopping. At the end the model is exported to <dir>/model/.
+/// History goes to <dir>/metrics.jsonl (trimmed to the checkpoint on resume).
+/// Errors: setup's errors; unprocessable "loss is NaN at step N" (stop_on_nan);
+/// internal (torch errors, I/O). Cancellation is not an error (outcome).
+result<fit_summary> fit(Trainer& t, const run_context& ctx);
+
+/// Writes a grid of images (N x C x H x W float in [0,1], C 1 or 3) as PNG
+/// with `cols` columns and a 2-pixel gap. false on I/O failure.
+bool save_image_grid(const torch::Tensor& images, const std::string& path, int64_t cols = 8);
+
+/// Draws metric curves (one line per series, step on x) with axes and a
+/// legend into a PNG. false on I/O failure.
+bool save_curves(const std::map<std::string, std::vector<std::pair<double, double>>>& series,
+                 const std::string& path, const std::string& title);
+
+/// The trainer named spec["trainer"], configured from the spec.
+/// Errors: bad_request (unknown trainer, bad hyper values), not_found
+/// (dataset). Does not load data (setup() does).
+result<std::unique_ptr<Trainer>> make_trainer(const nlohmann::json& spec,
+                                              const data::dataset_paths& paths, uint64_t user_id,
+                                              bool is_admin);
+
+} // namespace rookery::train
