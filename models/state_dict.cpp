@@ -636,3 +636,35 @@ status load_state_dict(torch::nn::Module& module, const std::string& path) {
 }
 
 } // namespace rookery
+
+namespace rookery {
+
+status save_module_weights(torch::nn::Module& module, const std::string& path) {
+  try {
+    // A plain dict name -> tensor in torch.save's zip format (torch::pickle_save
+    // writes what Python's torch.load reads), so the file loads back with
+    // load_state_dict() here and with torch.load + load_state_dict in Python.
+    c10::Dict<std::string, at::Tensor> dict;
+    for (auto& item : module.named_parameters(/*recurse=*/true))
+      dict.insert(item.key(), item.value().detach().contiguous());
+    for (auto& item : module.named_buffers(/*recurse=*/true))
+      dict.insert(item.key(), item.value().detach().contiguous());
+    auto bytes = torch::pickle_save(c10::IValue(dict));
+    auto tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!out)
+        return fail(errc::internal, "cannot write weights to " + tmp);
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec)
+      return fail(errc::internal, "cannot write weights to " + path + ": " + ec.message());
+    return {};
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string("cannot save weights: ") + e.what());
+  }
+}
+
+} // namespace rookery

@@ -41,4 +41,9 @@ namespace rookery {
 /// errc::unprocessable with an explanation.
 status load_state_dict(torch::nn::Module& module, const std::string& path);
 
+/// Writes every parameter and buffer of `module` by name as a dict in
+/// torch.save's zip format (atomically): load_state_dict() reads it back, and
+/// so does Python's torch.load. Errors: internal (I/O).
+status save_module_weights(torch::nn::Module& module, const std::string& path);
+
 } // namespace rookery
