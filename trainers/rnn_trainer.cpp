@@ -441,20 +441,7 @@ status RnnTrainer::setup() {
       state_->c.set_(zero.c.defined() ? zero.c : torch::zeros({0}));
     }
 
-    if (hyper_.optimizer == "sgd") {
-      opt_ = std::make_unique<torch::optim::SGD>(params_, torch::optim::SGDOptions(hyper_.lr)
-                                                              .momentum(hyper_.momentum)
-                                                              .weight_decay(hyper_.weight_decay));
-    } else if (hyper_.optimizer == "adamw") {
-      opt_ = std::make_unique<torch::optim::AdamW>(
-        params_, torch::optim::AdamWOptions(hyper_.lr).weight_decay(hyper_.weight_decay));
-    } else if (hyper_.optimizer == "adam") {
-      opt_ = std::make_unique<torch::optim::Adam>(
-        params_, torch::optim::AdamOptions(hyper_.lr).weight_decay(hyper_.weight_decay));
-    } else {
-      return fail(errc::bad_request, "hyper.optimizer: unknown optimizer '" + hyper_.optimizer +
-                                         "' (expected adam | adamw | sgd)");
-    }
+    opt_ = make_optimizer(params_, hyper_);
     stream_epoch_ = -1;
     order_epoch_ = -1;
     return {};
@@ -607,7 +594,7 @@ metrics RnnTrainer::lm_validate() {
   CharRnnState state = model_->initial_state(streams);
   double sum = 0;
   int64_t count = 0;
-  for (int64_t begin = 0; begin < len - 1; begin += cfg_.bptt) {
+  for (int64_t begin = 0; begin < len - 1 && !cancel_requested(); begin += cfg_.bptt) {
     const int64_t n = std::min(cfg_.bptt, len - 1 - begin);
     auto x = stream.narrow(1, begin, n);
     auto y = stream.narrow(1, begin + 1, n);
@@ -633,8 +620,8 @@ metrics RnnTrainer::classify_validate() {
   for (int64_t i = 0; i < n; ++i)
     idx[static_cast<size_t>(i)] = i;
   double sum = 0;
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < n; begin += hyper_.batch_size) {
+  int64_t correct = 0, seen = 0;
+  for (int64_t begin = 0; begin < n && !cancel_requested(); begin += hyper_.batch_size) {
     const int64_t end = std::min(n, begin + hyper_.batch_size);
     auto [x, lengths] = encode_batch(data_.test.texts, idx, begin, end);
     auto y = torch::tensor(std::vector<int64_t>(data_.test.labels.begin() + begin,
@@ -645,10 +632,11 @@ metrics RnnTrainer::classify_validate() {
              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
              .item<double>();
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    seen += end - begin;
   }
   model_->train(was_training);
-  return {{"val_loss", sum / static_cast<double>(n)},
-          {"val_acc", static_cast<double>(correct) / static_cast<double>(n)}};
+  const auto denom = static_cast<double>(std::max<int64_t>(1, seen));
+  return {{"val_loss", sum / denom}, {"val_acc", static_cast<double>(correct) / denom}};
 }
 
 result<std::string> RnnTrainer::sample(const std::string& prefix, int64_t n_chars,
