@@ -415,3 +415,71 @@ TEST_CASE("rnn classify: packed sequences ignore padding; loss falls on three ca
   CHECK(t->epoch_artifacts(1, "/nonexistent").empty());
   CHECK(t->sample("a", 3, 1, 1).error().code == errc::unprocessable);
 }
+
+TEST_CASE("rnn lm through fit: artifacts, export, and a resume equal to the straight run",
+          "[trainers]") {
+  data::dataset_paths paths;
+  static temp_dir data("rookery_rnn_fit_data_");
+  paths.data_dir = data.path.string();
+  auto hyper = lm_hyper();
+  hyper["limit_train"] = 60;
+  hyper["limit_test"] = 15;
+  hyper["epochs"] = 2;
+  hyper["log_every"] = 5;
+  hyper["sample_chars"] = 40;
+  const auto spec = [&](int64_t max_steps) {
+    auto h = hyper;
+    h["max_steps"] = max_steps;
+    return json{{"trainer", "rnn"}, {"dataset", "fortunes"}, {"hyper", h}};
+  };
+  auto run = [&](const json& s, const fs::path& dir) {
+    auto t = make_trainer(s, paths, 0, false);
+    INFO((t ? std::string() : t.error().message));
+    REQUIRE(t.ok());
+    CHECK(t.value()->kind() == "rnn");
+    run_context ctx;
+    ctx.dir = dir.string();
+    auto r = fit(*t.value(), ctx);
+    INFO((r ? std::string() : r.error().message));
+    REQUIRE(r.ok());
+    return r.value();
+  };
+
+  // The straight run: one full epoch and 6 steps of the second.
+  temp_dir straight_dir("rookery_rnn_fit_");
+  auto probe = make_rnn_trainer(spec(0), fortunes());
+  REQUIRE(probe.ok());
+  torch::manual_seed(7);
+  REQUIRE(probe.value()->setup().ok());
+  const int64_t spe = probe.value()->steps_per_epoch();
+  REQUIRE(spe > 6);
+  const int64_t total = spe + 6;
+  auto straight = run(spec(total), straight_dir.path);
+  CHECK(straight.outcome == "max_steps");
+  CHECK(straight.steps == total);
+  REQUIRE(straight.final_metrics.count("val_ppl"));
+  CHECK(std::isfinite(straight.final_metrics["val_ppl"]));
+  CHECK_FALSE(straight.model.has_value()); // not servable...
+  const auto& arts = straight.artifacts;
+  for (const std::string a : {"artifacts/sample_epoch1.txt", "model/model.pt", "model/rnn.json"}) {
+    INFO(a);
+    CHECK(std::find(arts.begin(), arts.end(), a) != arts.end()); // ...but downloadable
+    CHECK(fs::exists(straight_dir.path / a));
+  }
+
+  // The same run cut at step spe + 2 (mid-epoch, the state carried) and resumed.
+  temp_dir cut_dir("rookery_rnn_fit_");
+  auto first = run(spec(spe + 2), cut_dir.path);
+  CHECK(first.steps == spe + 2);
+  auto resumed = run(spec(total), cut_dir.path);
+  CHECK(resumed.resumed);
+  CHECK(resumed.resumed_from_step == spe + 2);
+  CHECK(resumed.steps == total);
+  INFO("straight loss " << straight.final_metrics["loss"] << " val_loss "
+                        << straight.final_metrics["val_loss"] << "; resumed "
+                        << resumed.final_metrics["loss"] << " "
+                        << resumed.final_metrics["val_loss"]);
+  CHECK(resumed.final_metrics["loss"] == Approx(straight.final_metrics["loss"]).epsilon(1e-6));
+  CHECK(resumed.final_metrics["val_loss"] ==
+        Approx(straight.final_metrics["val_loss"]).epsilon(1e-6));
+}
