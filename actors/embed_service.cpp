@@ -83,11 +83,12 @@ service_impl(embed_service_actor::stateful_pointer<service_state> self,
              std::map<std::string, pipeline_entry> pipelines,
              std::map<std::string, std::string> mime_table, std::string node, config cfg) {
   self->state.pipelines = std::move(pipelines);
-  // Pipelines added at run time die with the service.
-  self->attach_functor([self](const caf::error&) {
-    for (auto& [name, e] : self->state.pipelines)
-      for (auto& a : e.owned)
-        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  // Pipelines added at run time die with the service. The hook runs after
+  // the state is destroyed: it gets its own list.
+  auto owned = std::make_shared<std::vector<caf::actor>>();
+  self->attach_functor([owned](const caf::error&) {
+    for (auto& a : *owned)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   });
   self->state.mime_table = std::move(mime_table);
   self->state.node = std::move(node);
@@ -136,6 +137,7 @@ service_impl(embed_service_actor::stateful_pointer<service_state> self,
         return to_error(errc::unprocessable, "cannot serve model '" + model + "': "
                                                + entry.info.status);
       }
+      owned->insert(owned->end(), spawned.begin(), spawned.end());
       entry.owned = std::move(spawned);
       auto& st = self->state;
       if (auto old = st.pipelines.find(name); old != st.pipelines.end()) {

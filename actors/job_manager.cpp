@@ -244,8 +244,8 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
 
   // When the node stops, running trainers end at their next step and leave
   // their jobs unfinished (resumed from the last checkpoint on restart).
-  self->attach_functor([self](const caf::error&) {
-    for (auto& [id, ctl] : self->state.runs) {
+  self->attach_functor([runs = st.runs](const caf::error&) {
+    for (auto& [id, ctl] : *runs) {
       ctl->shutdown = true;
       ctl->stop = true;
     }
@@ -269,7 +269,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         persist(self, job);
         ++st.running;
         auto ctl = std::make_shared<run_control>();
-        st.runs[id] = ctl;
+        (*st.runs)[id] = ctl;
         train_env env;
         env.paths = st.settings.paths;
         env.user_id = job.user_id;
@@ -411,9 +411,9 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         auto job = i->second;
         if (job.state == job_state::running)
           --st.running; // its result is dropped when it arrives
-        if (auto r = st.runs.find(id); r != st.runs.end()) {
+        if (auto r = st.runs->find(id); r != st.runs->end()) {
           r->second->stop = true; // the trainer ends at its next step
-          st.runs.erase(r);
+          st.runs->erase(r);
         }
         job.state = job_state::cancelled;
         job.finished_at = Store::now();
@@ -544,7 +544,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
       },
       [=](done_atom, const std::string& id, bool ok, std::string& payload) {
         auto& st = self->state;
-        st.runs.erase(id);
+        st.runs->erase(id);
         st.persisted_ms.erase(id);
         auto i = st.active.find(id);
         if (i == st.active.end())

@@ -45,7 +45,10 @@ struct job_manager_state {
   uint32_t running = 0;
   std::deque<std::string> queue;                             // queued job ids
   std::map<std::string, job_record> active;                  // queued or running
-  std::map<std::string, std::shared_ptr<run_control>> runs;  // running training jobs
+  // Running training jobs; shared with the exit hook, which runs after the
+  // state is gone.
+  std::shared_ptr<std::map<std::string, std::shared_ptr<run_control>>> runs =
+    std::make_shared<std::map<std::string, std::shared_ptr<run_control>>>();
   std::map<std::string, std::vector<caf::actor>> subscribers;
   std::map<std::string, int64_t> persisted_ms;               // last progress write per job
 };
