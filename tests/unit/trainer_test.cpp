@@ -9,6 +9,9 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "datasets/registry.hpp"
+#include "models/embedding_model.hpp"
+#include "models/repository.hpp"
+#include "pipelines/image.hpp"
 #include "models/state_dict.hpp"
 #include "models/zoo/zoo.hpp"
 #include "trainers/train_job.hpp"
@@ -390,4 +393,64 @@ TEST_CASE("the classifier trainer learns Fashion-MNIST and exports a servable mo
       CHECK((v.error().code == errc::bad_request || v.error().code == errc::not_found));
     }
   }
+}
+
+TEST_CASE("the model repository imports weights made with non-default options", "[trainers]") {
+  test::temp_dir dir("rookery_import_options_");
+  zoo::model_options o;
+  o.num_classes = 10;
+  o.in_channels = 1;
+  auto net = zoo::create_model("small_cnn", o);
+  REQUIRE(net);
+  auto weights = (dir.path / "w.pt").string();
+  REQUIRE(save_module_weights(**net, weights));
+  auto data = (dir.path / "data").string();
+
+  // Without the options the weights do not fit the default (3-channel, 1000-class) model.
+  import_request plain;
+  plain.name = "fm";
+  plain.arch = "small_cnn";
+  plain.weights = weights;
+  auto refused = import_model(data, plain);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == errc::unprocessable);
+
+  auto req = plain;
+  req.options_json = zoo::model_options_json(o);
+  req.preprocess_json = R"({"resize": 28, "crop": 28, "channels": 1, "mean": [0.286], "std": [0.353]})";
+  auto m = import_model(data, req);
+  REQUIRE(m);
+  CHECK(m->dim == 256);
+  auto found = find_installed_model(data, "fm");
+  REQUIRE(found);
+  auto opts = zoo::parse_model_options(found->options_json);
+  REQUIRE(opts);
+  CHECK(opts->num_classes == 10);
+  CHECK(opts->in_channels == 1);
+  auto pre = parse_image_options(found->preprocess_json);
+  REQUIRE(pre);
+  CHECK(pre->channels == 1);
+  CHECK(pre->crop == 28);
+  CHECK(pre->mean[0] == Approx(0.286f));
+
+  // Served as an embedding model: 1 x 28 x 28 in, 256 L2-normalised features out.
+  model_spec spec{found->name, found->arch, found->weights, found->format, 1, found->options_json};
+  auto em = embedding_model::load(spec);
+  REQUIRE(em);
+  std::vector<float> img(28 * 28, 0.5f);
+  auto out = (*em)->embed({img.data()}, 1, 28, 28);
+  REQUIRE(out);
+  REQUIRE(out->front().size() == 256);
+  double norm = 0;
+  for (float v : out->front())
+    norm += v * v;
+  CHECK(norm == Approx(1.0).epsilon(1e-4));
+
+  // Bad option and preprocess documents are refused up front.
+  auto bad = req;
+  bad.options_json = R"({"num_classes": "ten"})";
+  CHECK(import_model(data, bad).error().code == errc::bad_request);
+  bad = req;
+  bad.preprocess_json = R"({"channels": 2})";
+  CHECK(import_model(data, bad).error().code == errc::bad_request);
 }
