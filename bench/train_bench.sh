@@ -19,8 +19,8 @@
 #   lm      byte-level LSTM language model on fortunes: held-out perplexity per epoch.
 #
 # Settings: THREADS (2), BUILD_DIR (build), OUT_DIR (/tmp/rookery-train-bench-<time>),
-# CNN_EPOCHS (12), RESNET_EPOCHS (4), VAE_EPOCHS (10), GAN_EPOCHS (10), LM_EPOCHS (3),
-# SPEED_REPS (2), QUICK (0).
+# CNN_EPOCHS (12), CNN_WIDTH (1.0), RESNET_EPOCHS (4), VAE_EPOCHS (10), GAN_EPOCHS (10),
+# LM_EPOCHS (3), SPEED_REPS (2), SPEED_LIMIT (12800 images), QUICK (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
@@ -34,6 +34,8 @@ VAE_EPOCHS="${VAE_EPOCHS:-10}"
 GAN_EPOCHS="${GAN_EPOCHS:-10}"
 LM_EPOCHS="${LM_EPOCHS:-3}"
 SPEED_REPS="${SPEED_REPS:-2}"
+SPEED_LIMIT="${SPEED_LIMIT:-12800}" # images timed per speed run (0: the whole epoch)
+CNN_WIDTH="${CNN_WIDTH:-1.0}"       # small_cnn width multiplier for the cnn part
 LIMIT=0
 if [ "$QUICK" = 1 ]; then
   CNN_EPOCHS=1 RESNET_EPOCHS=1 VAE_EPOCHS=1 GAN_EPOCHS=1 LM_EPOCHS=1 SPEED_REPS=1 LIMIT=4096
@@ -41,11 +43,13 @@ fi
 mkdir -p "$OUT"
 ROOKERY="$BUILD_DIR/rookery"
 [ -x "$ROOKERY" ] || { echo "build first: scripts/dev.sh build" >&2; exit 2; }
-[ -x "$BUILD_DIR/gan_judge" ] || cmake --build "$BUILD_DIR" --target gan_judge -j"$(nproc)" >/dev/null
 REPORT="$OUT/report.txt"
 : > "$REPORT"
 say() { echo "$*" | tee -a "$REPORT"; }
 has() { [[ " $PARTS " == *" $1 "* ]]; }
+if has gan && [ ! -x "$BUILD_DIR/gan_judge" ]; then
+  cmake --build "$BUILD_DIR" --target gan_judge -j"$(nproc)" >/dev/null
+fi
 
 # Runs a job spec with `rookery train` into $OUT/$1 (a fresh directory).
 train() {
@@ -81,13 +85,14 @@ limit_json=""
 
 if has speed; then
   say ""
-  say "== speed: small_cnn, one epoch of Fashion-MNIST (60,000 images, batch 64), $THREADS threads"
+  say "== speed: small_cnn, one epoch of the first $SPEED_LIMIT Fashion-MNIST images (0: all 60,000), batch 64, $THREADS threads"
   cpp=() py=()
   for rep in $(seq "$SPEED_REPS"); do
     train speed "{\"trainer\": \"classifier\", \"dataset\": \"fashion-mnist\", \"model\": \"small_cnn\",
-                  \"hyper\": {\"epochs\": 1, \"batch_size\": 64, \"lr\": 0.003, \"limit_test\": 500 $limit_json}}"
+                  \"hyper\": {\"epochs\": 1, \"batch_size\": 64, \"lr\": 0.003, \"limit_test\": 500,
+                              \"limit_train\": $SPEED_LIMIT}}"
     cpp+=("$(epoch1_seconds speed)")
-    py+=("$(/usr/bin/python3 bench/train_speed.py "$THREADS" 1 64 0.003 "$LIMIT" | /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["seconds"])')")
+    py+=("$(/usr/bin/python3 bench/train_speed.py "$THREADS" 1 64 0.003 "$SPEED_LIMIT" | /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["seconds"])')")
     say "  rep $rep: C++ ${cpp[-1]} s, python3-torch ${py[-1]} s"
   done
   /usr/bin/python3 - "${cpp[*]}" "${py[*]}" <<'EOF' | tee -a "$REPORT"
@@ -99,8 +104,9 @@ fi
 
 if has cnn || has gan; then
   say ""
-  say "== cnn: small_cnn, $CNN_EPOCHS epochs, one-cycle LR, flips + padded crops"
-  train cnn "{\"trainer\": \"classifier\", \"dataset\": \"fashion-mnist\", \"model\": \"small_cnn\",
+  say "== cnn: small_cnn (width x$CNN_WIDTH), $CNN_EPOCHS epochs, one-cycle LR, flips + padded crops"
+  train cnn "{\"trainer\": \"classifier\", \"dataset\": \"fashion-mnist\",
+              \"model\": {\"arch\": \"small_cnn\", \"options\": {\"width_mult\": $CNN_WIDTH}},
               \"hyper\": {\"epochs\": $CNN_EPOCHS, \"batch_size\": 64, \"lr\": 0.003,
                           \"schedule\": \"onecycle\", \"weight_decay\": 0.0001 $limit_json}}"
   say "  test accuracy per epoch: $(val_series cnn val_acc)"
@@ -132,8 +138,8 @@ if has gan; then
   say "== gan: DCGAN, $GAN_EPOCHS epochs; 1,000 samples judged by the cnn part's classifier"
   train gan "{\"trainer\": \"gan\", \"dataset\": \"fashion-mnist\",
               \"hyper\": {\"epochs\": $GAN_EPOCHS, \"batch_size\": 128, \"mode\": \"dcgan\" $limit_json}}"
-  "$BUILD_DIR/gan_judge" --generator "$OUT/gan" --classifier "$OUT/cnn" --samples 1000 \
-    --threads "$THREADS" | tee -a "$REPORT"
+  "$BUILD_DIR/gan_judge" --gan-spec "$OUT/gan.json" --gan-dir "$OUT/gan" \
+    --classifier-dir "$OUT/cnn" --samples 1000 --threads "$THREADS" | tee -a "$REPORT"
 fi
 
 if has lm; then
