@@ -34,6 +34,10 @@ struct model_options {
   bool transform_input = false; // GoogLeNet / Inception V3: re-normalise ImageNet-normalised
                                 // input as their ported TF weights expect (torchvision sets it
                                 // when it loads its pretrained weights)
+  // --- additions (trainers) ---
+  int64_t latent_dim = 0; // autoencoders (conv_ae, conv_vae): size of the latent code, which is
+                          // also num_features(); 0 = the family default (32). Other families
+                          // reject a non-zero value.
 };
 
 /// Base of every zoo model. Subclasses register torchvision's module names.
