@@ -175,6 +175,11 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
             [=](caf::error&) mutable { finish(); });
       return rp;
     },
+    [=](caf::put_atom, const std::string& name, const std::string&) -> caf::result<pipeline_info> {
+      // Models live on the workers' disks: a gateway cannot add a pipeline.
+      return to_error(errc::unavailable, "pipeline '" + name + "' cannot be added through a "
+                                         "gateway: register models on the workers");
+    },
   };
 }
 

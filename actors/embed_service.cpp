@@ -21,6 +21,7 @@ struct pipeline_entry {
   pipeline_info info;
   std::vector<decoder_actor> decoders;
   size_t next = 0;
+  std::vector<caf::actor> owned; // pipelines added at run time: their replicas and decoders
 };
 
 struct service_state {
@@ -73,11 +74,21 @@ image_decoder(decoder_actor::stateful_pointer<decoder_state> self,
   };
 }
 
+pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
+                                   const std::string& name, const std::string& model,
+                                   std::vector<caf::actor>& spawned);
+
 embed_service_actor::behavior_type
 service_impl(embed_service_actor::stateful_pointer<service_state> self,
              std::map<std::string, pipeline_entry> pipelines,
-             std::map<std::string, std::string> mime_table, std::string node) {
+             std::map<std::string, std::string> mime_table, std::string node, config cfg) {
   self->state.pipelines = std::move(pipelines);
+  // Pipelines added at run time die with the service.
+  self->attach_functor([self](const caf::error&) {
+    for (auto& [name, e] : self->state.pipelines)
+      for (auto& a : e.owned)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  });
   self->state.mime_table = std::move(mime_table);
   self->state.node = std::move(node);
   return {
@@ -112,6 +123,31 @@ service_impl(embed_service_actor::stateful_pointer<service_state> self,
         out.push_back(e.info);
       return out;
     },
+    [=](caf::put_atom, const std::string& name,
+        const std::string& model) -> caf::result<pipeline_info> {
+      // Loads the model here, on this actor's thread: the models trainers
+      // export are small (milliseconds); registering a large model this way
+      // delays other pipeline requests for as long as the load takes.
+      std::vector<caf::actor> spawned;
+      auto entry = make_image_pipeline(self->system(), cfg, name, model, spawned);
+      if (!entry.info.ready) {
+        for (auto& a : spawned)
+          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+        return to_error(errc::unprocessable, "cannot serve model '" + model + "': "
+                                               + entry.info.status);
+      }
+      entry.owned = std::move(spawned);
+      auto& st = self->state;
+      if (auto old = st.pipelines.find(name); old != st.pipelines.end()) {
+        for (auto& a : old->second.owned) // the replaced version's actors
+          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+        st.pipelines.erase(old);
+      }
+      auto info = entry.info;
+      st.pipelines.emplace(name, std::move(entry));
+      log::info("pipeline {}: added, {}", name, info.status);
+      return info;
+    },
   };
 }
 
@@ -140,6 +176,7 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
     spec.arch = installed->arch;
     spec.weights_path = installed->weights;
     spec.format = installed->format;
+    spec.options_json = installed->options_json;
     spec.threads = static_cast<int>(cfg.torch_threads);
     for (uint32_t i = 0; i < cfg.replicas; ++i) {
       auto m = embedding_model::load(spec);
@@ -186,13 +223,26 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
   info.ready = true;
   info.dim = models.front()->dim();
   info.replicas = static_cast<uint32_t>(models.size());
+  image_options opts;
+  if (installed && !installed->preprocess_json.empty()) {
+    // The preprocessing the model was trained with (e.g. 28x28 greyscale).
+    auto p = parse_image_options(installed->preprocess_json);
+    if (p)
+      opts = *p;
+    else
+      log::warn("pipeline {}: ignoring the model's preprocess settings: {}", name,
+                p.error().message);
+  }
+  opts.max_pixels = cfg.max_image_pixels;
+  const std::vector<int64_t> input_shape = {opts.channels == 1 ? 1 : 3, opts.crop > 0 ? opts.crop : 224,
+                      opts.crop > 0 ? opts.crop : 224};
   std::vector<replica_actor> replicas;
   model_meta meta;
   meta.name = model;
   meta.version = installed ? installed->version : 0;
   meta.arch = installed ? installed->arch : model;
   meta.format = installed ? installed->format : "untrained";
-  meta.input_shape = {3, 224, 224};
+  meta.input_shape = input_shape;
   meta.dim = info.dim;
   meta.ready = true;
   meta.status = info.status;
@@ -200,8 +250,6 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
     replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, meta, cfg.max_batch));
     spawned.push_back(caf::actor_cast<caf::actor>(replicas.back()));
   }
-  image_options opts;
-  opts.max_pixels = cfg.max_image_pixels;
   auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
   for (uint32_t i = 0; i < cfg.decoders; ++i) {
     image.decoders.push_back(sys.spawn<caf::detached>(image_decoder, replicas, opts, info, timeout));
@@ -218,7 +266,7 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
   for (auto& [name, model] : cfg.pipelines)
     pipelines.emplace(name, make_image_pipeline(sys, cfg, name, model, spawned));
   auto node = cfg.cluster_host + ":" + std::to_string(cfg.cluster_port);
-  return sys.spawn(service_impl, std::move(pipelines), cfg.mime_table, node);
+  return sys.spawn(service_impl, std::move(pipelines), cfg.mime_table, node, cfg);
 }
 
 } // namespace rookery

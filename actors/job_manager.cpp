@@ -1,5 +1,6 @@
 #include "actors/job_manager.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -11,23 +12,37 @@
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
 #include "store/store.hpp"
+#include "trainers/train_job.hpp"
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace rookery {
 
 namespace {
 
+using self_ptr = job_manager_actor::stateful_pointer<job_manager_state>;
+
 constexpr auto kStoreTimeout = std::chrono::seconds(30);
 constexpr auto kJobTimeout = std::chrono::minutes(10);
+constexpr auto kImportTimeout = std::chrono::minutes(5);
+constexpr int64_t kPersistEveryMs = 2000; // progress writes to the store, per job
+constexpr size_t kMaxHistoryPoints = 5000;
+
+const char* kTrain = "train";
 
 bool visible_to(const job_record& j, const principal& p) {
   return j.user_id == p.user_id || p.is_admin;
 }
 
-bool finished(const std::string& state) {
-  return state == job_state::succeeded || state == job_state::failed
-         || state == job_state::cancelled;
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+fs::path job_dir(const job_manager_state& st, const std::string& id) {
+  return fs::path(st.jobs_dir) / id;
 }
 
 std::string input_path(const std::string& dir, const std::string& id) {
@@ -48,177 +63,533 @@ status write_file(const std::string& path, const std::string& bytes) {
   return {};
 }
 
-/// Looks a finished job up in the store and hands it to `f` when `who` may
-/// see it; answers not_found otherwise (others' jobs are invisible).
-template <class Self, class T, class F>
-void with_stored_job(Self* self, const principal& who, const std::string& id,
+/// The metric history of a training job (metrics.jsonl) as a JSON array.
+std::string read_history(const fs::path& dir) {
+  std::ifstream in(dir / "metrics.jsonl");
+  std::deque<json> points;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line, nullptr, false);
+    if (!j.is_object())
+      continue;
+    points.push_back(std::move(j));
+    if (points.size() > kMaxHistoryPoints)
+      points.pop_front();
+  }
+  json arr = json::array();
+  for (auto& p : points)
+    arr.push_back(std::move(p));
+  return arr.dump();
+}
+
+const char* content_type_of(const fs::path& p) {
+  auto ext = p.extension().string();
+  if (ext == ".png")
+    return "image/png";
+  if (ext == ".json")
+    return "application/json";
+  if (ext == ".jsonl")
+    return "application/x-ndjson";
+  if (ext == ".txt")
+    return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
+/// Looks a job up in the store and hands it to `f` when `who` may see it;
+/// answers not_found otherwise (others' jobs are invisible).
+template <class T, class F>
+void with_stored_job(self_ptr self, const principal& who, const std::string& id,
                      caf::typed_response_promise<T> rp, F f) {
   self->request(self->state.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
-    .then(
-      [=](job_record& j) mutable {
-        if (!visible_to(j, who))
-          rp.deliver(to_error(errc::not_found, "no job '" + id + "'"));
-        else
-          f(rp, j);
+      .then(
+          [=](job_record& j) mutable {
+            if (!visible_to(j, who))
+              rp.deliver(to_error(errc::not_found, "no job '" + id + "'"));
+            else
+              f(rp, j);
+          },
+          [=](caf::error& e) mutable { rp.deliver(e); });
+}
+
+/// A job as the caller sees it: active state first, else the store's.
+template <class T, class F>
+void with_job(self_ptr self, const principal& who, const std::string& id,
+              caf::typed_response_promise<T> rp, F f) {
+  if (auto i = self->state.active.find(id); i != self->state.active.end()) {
+    if (!visible_to(i->second, who))
+      rp.deliver(to_error(errc::not_found, "no job '" + id + "'"));
+    else
+      f(rp, i->second);
+    return;
+  }
+  with_stored_job(self, who, id, rp, f);
+}
+
+void persist(self_ptr self, const job_record& j) {
+  self->request(self->state.store, kStoreTimeout, caf::update_atom::value, j)
+      .then([](caf::ok_atom) {},
+            [=](caf::error& e) {
+              log::error("job {}: cannot save state: {}", j.id, to_failure(e).message);
+            });
+}
+
+/// Tells a job's subscribers it ended and forgets them.
+void close_subscribers(self_ptr self, const job_record& j) {
+  auto i = self->state.subscribers.find(j.id);
+  if (i == self->state.subscribers.end())
+    return;
+  for (auto& s : i->second)
+    caf::anon_send(s, done_atom::value, j);
+  self->state.subscribers.erase(i);
+}
+
+/// The trainer: one detached actor per running training job. fit() runs in
+/// its first message handler (its own thread); events go to the manager.
+caf::behavior trainer_actor(caf::event_based_actor* self, std::string id, std::string spec,
+                            train_env env, std::string dir, std::shared_ptr<run_control> ctl,
+                            job_manager_actor manager) {
+  self->send(self, tick_atom::value);
+  return {
+      [=](tick_atom) {
+        auto r = run_train_job(spec, env, dir, ctl->stop,
+                               [&](const std::string& type, const std::string& payload) {
+                                 self->send(manager, train_event{id, type, payload});
+                               });
+        if (!ctl->shutdown) { // on shutdown the job stays unfinished, to resume on restart
+          if (r)
+            self->send(manager, done_atom::value, id, true, *r);
+          else
+            self->send(manager, done_atom::value, id, false, r.error().message);
+        }
+        self->quit();
       },
-      [=](caf::error& e) mutable { rp.deliver(e); });
+  };
+}
+
+using meta_fn = std::function<void(model_meta&)>;
+using error_fn = std::function<void(const caf::error&)>;
+
+/// Registers a succeeded training job's model and serves it as a pipeline.
+void register_model(self_ptr self, const job_record& j, const std::string& name, meta_fn ok,
+                    error_fn err) {
+  auto& st = self->state;
+  struct {
+    error_fn err;
+    void deliver(caf::error e) const { err(e); }
+  } rp{err};
+  if (j.kind != kTrain || j.state != job_state::succeeded)
+    return rp.deliver(to_error(errc::conflict, "job '" + j.id + "' is " + j.state + " (" + j.kind +
+                                                   "): only a succeeded training job's "
+                                                   "model can be registered"));
+  if (!st.models) {
+    rp.deliver(to_error(errc::unavailable, "this node serves no models (gateway)"));
+    return;
+  }
+  auto res = json::parse(j.result_json, nullptr, false);
+  if (!res.is_object() || !res.contains("model") || !res["model"].is_object())
+    return rp.deliver(to_error(errc::conflict, "job '" + j.id +
+                                                   "' left no servable model "
+                                                   "(GAN generators and language models are "
+                                                   "artifacts, not embedding models)"));
+  const auto& m = res["model"];
+  model_import req;
+  req.name = name;
+  req.arch = m.value("arch", "");
+  req.format = "state_dict";
+  req.weights_path = (job_dir(st, j.id) / m.value("weights", "model/model.pt")).string();
+  req.options_json = m.value("options", json::object()).dump();
+  req.preprocess_json = m.value("preprocess", json::object()).dump();
+  auto embed = st.embed;
+  self->request(st.models, kImportTimeout, caf::put_atom::value, req)
+      .then(
+          [=](model_meta& meta) mutable {
+            log::info("job {}: model registered as {} version {}", j.id, meta.name, meta.version);
+            self->request(embed, kImportTimeout, caf::put_atom::value, name, name)
+                .then(
+                    [=](pipeline_info& p) mutable {
+                      meta.status = "serving as embedding pipeline '" + p.name + "' (dim " +
+                                    std::to_string(p.dim) + ")";
+                      ok(meta);
+                    },
+                    [=](caf::error& e) mutable {
+                      meta.status =
+                          "registered; not served as a pipeline: " + to_failure(e).message;
+                      ok(meta);
+                    });
+          },
+          [=](caf::error& e) mutable { err(e); });
 }
 
 } // namespace
 
 job_manager_actor::behavior_type
 job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, store_actor store,
-                 embed_service_actor embed, std::string data_dir, uint32_t max_running) {
+                 embed_service_actor embed, model_registry_actor models,
+                 job_manager_settings settings) {
   auto& st = self->state;
   st.store = store;
   st.embed = embed;
-  st.jobs_dir = (fs::path(data_dir) / "jobs").string();
-  st.max_running = std::max<uint32_t>(1, max_running);
+  st.models = models;
+  st.settings = std::move(settings);
+  st.settings.max_running = std::max<uint32_t>(1, st.settings.max_running);
+  st.jobs_dir = (fs::path(st.settings.data_dir) / "jobs").string();
 
-  auto persist = [=](const job_record& j) {
-    self->request(self->state.store, kStoreTimeout, caf::update_atom::value, j)
-      .then([](caf::ok_atom) {},
-            [=](caf::error& e) { log::error("job {}: cannot save state: {}", j.id,
-                                            to_failure(e).message); });
-  };
+  // Subscribers that go away (the client hung up) stop getting events.
+  self->set_down_handler([self](caf::down_msg& dm) {
+    for (auto& [id, subs] : self->state.subscribers)
+      subs.erase(std::remove_if(subs.begin(), subs.end(),
+                                [&](const caf::actor& a) { return a.address() == dm.source; }),
+                 subs.end());
+  });
+
+  // When the node stops, running trainers end at their next step and leave
+  // their jobs unfinished (resumed from the last checkpoint on restart).
+  self->attach_functor([self](const caf::error&) {
+    for (auto& [id, ctl] : self->state.runs) {
+      ctl->shutdown = true;
+      ctl->stop = true;
+    }
+  });
 
   // Starts queued jobs while there is room.
   auto schedule = std::make_shared<std::function<void()>>();
   *schedule = [=] {
     auto& st = self->state;
-    while (st.running < st.max_running && !st.queue.empty()) {
+    while (st.running < st.settings.max_running && !st.queue.empty()) {
       auto id = st.queue.front();
       st.queue.pop_front();
       auto i = st.active.find(id);
       if (i == st.active.end() || i->second.state != job_state::queued)
         continue;
       auto& job = i->second;
+      if (job.kind == kTrain) {
+        job.state = job_state::running;
+        job.started_at = Store::now();
+        job.error.clear();
+        persist(self, job);
+        ++st.running;
+        auto ctl = std::make_shared<run_control>();
+        st.runs[id] = ctl;
+        train_env env;
+        env.paths = st.settings.paths;
+        env.user_id = job.user_id;
+        env.is_admin = true; // visibility of the dataset was checked at submission
+        env.threads = st.settings.train_threads;
+        auto dir = job_dir(st, id).string();
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        self->system().spawn<caf::detached>(trainer_actor, id, job.spec_json, env, dir, ctl,
+                                            caf::actor_cast<job_manager_actor>(self));
+        for (auto& s : st.subscribers[id])
+          caf::anon_send(s, train_event{id, "state", json{{"state", job.state}}.dump()});
+        continue;
+      }
       std::ifstream in(input_path(st.jobs_dir, id), std::ios::binary);
       std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       if (!in.good() && !in.eof()) {
         job.state = job_state::failed;
         job.error = "the job's input is gone";
         job.finished_at = Store::now();
-        persist(job);
+        persist(self, job);
         st.active.erase(i);
         continue;
       }
       job.state = job_state::running;
       job.started_at = Store::now();
-      persist(job);
+      persist(self, job);
       ++st.running;
-      auto spec = nlohmann::json::parse(job.spec_json, nullptr, false);
+      auto spec = json::parse(job.spec_json, nullptr, false);
       embed_request req;
       req.pipeline = spec.is_object() ? spec.value("pipeline", "") : "";
       req.mime = spec.is_object() ? spec.value("mime", "") : "";
       req.data = std::move(bytes);
       req.request_id = id;
       self->request(st.embed, kJobTimeout, std::move(req))
-        .then(
-          [=](embed_result& r) {
-            self->send(self, done_atom::value, id, true, to_json(r).dump());
-          },
-          [=](caf::error& e) {
-            self->send(self, done_atom::value, id, false, to_failure(e).message);
-          });
+          .then(
+              [=](embed_result& r) {
+                self->send(self, done_atom::value, id, true, to_json(r).dump());
+              },
+              [=](caf::error& e) {
+                self->send(self, done_atom::value, id, false, to_failure(e).message);
+              });
     }
   };
 
-  // After a restart: re-queue what was queued or running; inputs are on disk.
+  auto enqueue = [=](job_record j) {
+    auto id = j.id;
+    self->state.active[id] = std::move(j);
+    self->state.queue.push_back(id);
+    (*schedule)();
+  };
+
+  // After a restart: queue again what was queued or running. Embedding inputs
+  // are on disk; training runs resume from their last checkpoint.
   self->request(st.store, kStoreTimeout, list_atom::value, job_atom::value)
-    .then(
-      [=](std::vector<job_record>& jobs) {
-        for (auto& j : jobs) {
+      .then(
+          [=](std::vector<job_record>& jobs) {
+            for (auto& j : jobs) {
+              if (self->state.active.count(j.id) != 0)
+                continue;
+              log::info("job {}: {} after restart", j.id,
+                        j.kind == kTrain ? "resuming from its last checkpoint" : "running again");
+              j.state = job_state::queued;
+              j.started_at = 0;
+              persist(self, j);
+              enqueue(j);
+            }
+          },
+          [](caf::error& e) {
+            log::error("cannot list unfinished jobs: {}", to_failure(e).message);
+          });
+
+  auto submit = [=](job_record j) -> caf::result<job_record> {
+    auto rp = self->make_response_promise<job_record>();
+    self->request(self->state.store, kStoreTimeout, caf::put_atom::value, j)
+        .then(
+            [=](caf::ok_atom) mutable {
+              rp.deliver(j);
+              enqueue(j);
+            },
+            [=](caf::error& e) mutable { rp.deliver(e); });
+    return rp;
+  };
+
+  return {
+      [=](submit_atom, const principal& who, embed_request& req) -> caf::result<job_record> {
+        job_record j;
+        j.id = crypto::random_id("j_");
+        j.user_id = who.user_id;
+        j.kind = "embed";
+        j.state = job_state::queued;
+        j.spec_json =
+            json{{"pipeline", req.pipeline}, {"mime", req.mime}, {"bytes", req.data.size()}}.dump();
+        j.created_at = Store::now();
+        if (auto st = write_file(input_path(self->state.jobs_dir, j.id), req.data); !st)
+          return to_error(st.error());
+        return submit(std::move(j));
+      },
+      [=](submit_atom, const principal& who, train_submit& req) -> caf::result<job_record> {
+        train_env env;
+        env.paths = self->state.settings.paths;
+        env.user_id = who.user_id;
+        env.is_admin = who.is_admin;
+        auto spec = validate_train_spec(req.spec_json, env);
+        if (!spec)
+          return to_error(spec.error());
+        job_record j;
+        j.id = crypto::random_id("j_");
+        j.user_id = who.user_id;
+        j.kind = kTrain;
+        j.state = job_state::queued;
+        j.spec_json = *spec;
+        j.created_at = Store::now();
+        return submit(std::move(j));
+      },
+      [=](caf::get_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
+        auto rp = self->make_response_promise<job_record>();
+        with_job(self, who, id, rp, [=](auto& rp, job_record j) {
+          if (j.kind == kTrain)
+            j.history_json = read_history(job_dir(self->state, j.id));
+          rp.deliver(std::move(j));
+        });
+        return rp;
+      },
+      [=](list_atom, const principal& who) -> caf::result<std::vector<job_record>> {
+        return self->delegate(self->state.store, list_atom::value, job_atom::value, who.user_id);
+      },
+      [=](cancel_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
+        auto& st = self->state;
+        auto i = st.active.find(id);
+        if (i == st.active.end() || !visible_to(i->second, who)) {
+          // Not active: either unknown, someone else's, or already finished.
+          auto rp = self->make_response_promise<job_record>();
+          with_stored_job(self, who, id, rp, [id](auto& rp, job_record& j) {
+            rp.deliver(to_error(errc::conflict, "job '" + id + "' already " + j.state));
+          });
+          return rp;
+        }
+        auto job = i->second;
+        if (job.state == job_state::running)
+          --st.running; // its result is dropped when it arrives
+        if (auto r = st.runs.find(id); r != st.runs.end()) {
+          r->second->stop = true; // the trainer ends at its next step
+          st.runs.erase(r);
+        }
+        job.state = job_state::cancelled;
+        job.finished_at = Store::now();
+        st.active.erase(i);
+        if (job.kind != kTrain) { // a training run keeps its checkpoints: it can resume
+          std::error_code ec;
+          fs::remove_all(job_dir(st, id), ec);
+        }
+        persist(self, job);
+        close_subscribers(self, job);
+        (*schedule)();
+        return job;
+      },
+      [=](resume_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
+        if (self->state.active.count(id) != 0) {
+          auto& j = self->state.active[id];
+          if (visible_to(j, who))
+            return to_error(errc::conflict, "job '" + id + "' is " + j.state + " already");
+          return to_error(errc::not_found, "no job '" + id + "'");
+        }
+        auto rp = self->make_response_promise<job_record>();
+        with_stored_job(self, who, id, rp, [=](auto& rp, job_record j) {
+          if (j.kind != kTrain ||
+              (j.state != job_state::cancelled && j.state != job_state::failed)) {
+            rp.deliver(to_error(errc::conflict, "only a cancelled or failed training job "
+                                                "can resume; job '" +
+                                                    id + "' is " + j.state + " (" + j.kind + ")"));
+            return;
+          }
           j.state = job_state::queued;
-          j.started_at = 0;
-          if (self->state.active.count(j.id) != 0)
-            continue;
-          log::info("job {}: resuming after restart", j.id);
-          self->state.queue.push_back(j.id);
-          self->state.active.emplace(j.id, j);
-          persist(j);
+          j.finished_at = 0;
+          j.error.clear();
+          persist(self, j);
+          rp.deliver(j);
+          enqueue(j);
+        });
+        return rp;
+      },
+      [=](train_event& ev) {
+        auto& st = self->state;
+        auto i = st.active.find(ev.job_id);
+        if (i == st.active.end())
+          return; // cancelled meanwhile
+        if (ev.type == "progress") {
+          auto& job = i->second;
+          job.progress_json = ev.json;
+          auto p = json::parse(ev.json, nullptr, false);
+          if (p.is_object() && p.value("total_steps", int64_t{0}) > 0)
+            job.progress = static_cast<double>(p.value("step", int64_t{0})) /
+                           static_cast<double>(p.value("total_steps", int64_t{1}));
+          auto& last = st.persisted_ms[ev.job_id];
+          if (now_ms() - last >= kPersistEveryMs) {
+            last = now_ms();
+            persist(self, job);
+          }
+        }
+        if (auto s = st.subscribers.find(ev.job_id); s != st.subscribers.end())
+          for (auto& sub : s->second)
+            caf::anon_send(sub, ev);
+      },
+      [=](subscribe_atom, const principal& who, const std::string& id,
+          const caf::actor& subscriber) -> caf::result<job_record> {
+        auto rp = self->make_response_promise<job_record>();
+        with_job(self, who, id, rp, [=](auto& rp, job_record j) {
+          if (j.kind == kTrain)
+            j.history_json = read_history(job_dir(self->state, j.id));
+          if (self->state.active.count(id) != 0) {
+            self->state.subscribers[id].push_back(subscriber);
+            self->monitor(subscriber);
+          }
+          rp.deliver(std::move(j));
+        });
+        return rp;
+      },
+      [=](artifact_atom, const principal& who, const std::string& id,
+          const std::string& path) -> caf::result<artifact_reply> {
+        auto rp = self->make_response_promise<artifact_reply>();
+        with_job(self, who, id, rp, [=](auto& rp, const job_record& j) {
+          auto dir = job_dir(self->state, j.id);
+          std::error_code ec;
+          artifact_reply out;
+          if (path.empty()) {
+            json arr = json::array();
+            if (j.kind == kTrain && fs::is_directory(dir, ec))
+              for (auto& e : fs::recursive_directory_iterator(dir, ec)) {
+                if (!e.is_regular_file() || e.path().extension() == ".tmp")
+                  continue;
+                auto rel = fs::relative(e.path(), dir, ec).string();
+                arr.push_back(json{{"path", rel},
+                                   {"bytes", e.file_size(ec)},
+                                   {"content_type", content_type_of(e.path())},
+                                   {"href", "/v1/jobs/" + j.id + "/artifacts/" + rel}});
+              }
+            std::sort(arr.begin(), arr.end(),
+                      [](const json& a, const json& b) { return a["path"] < b["path"]; });
+            out.listing_json = json{{"job", j.id}, {"artifacts", arr}}.dump();
+            {
+              rp.deliver(out);
+              return;
+            }
+          }
+          // Only files inside the job's directory, never "..", never a link out.
+          auto p = fs::path(path).lexically_normal();
+          auto file = fs::weakly_canonical(dir / p, ec);
+          auto root = fs::weakly_canonical(dir, ec);
+          auto [r, f] = std::mismatch(root.begin(), root.end(), file.begin(), file.end());
+          if (p.is_absolute() || path.find("..") != std::string::npos || r != root.end() ||
+              !fs::is_regular_file(file, ec) || p.filename() == "input.bin") {
+            rp.deliver(
+                to_error(errc::not_found, "job '" + j.id + "' has no artifact '" + path + "'"));
+            return;
+          }
+          out.file = file.string();
+          out.content_type = content_type_of(file);
+          rp.deliver(out);
+        });
+        return rp;
+      },
+      [=](register_atom, const principal& who, const std::string& id,
+          const std::string& name) -> caf::result<model_meta> {
+        auto rp = self->make_response_promise<model_meta>();
+        with_job(self, who, id, rp, [=](auto& rp, const job_record& j) {
+          register_model(
+              self, j, name, [rp](model_meta& m) mutable { rp.deliver(m); },
+              [rp](const caf::error& e) mutable { rp.deliver(e); });
+        });
+        return rp;
+      },
+      [=](done_atom, const std::string& id, bool ok, std::string& payload) {
+        auto& st = self->state;
+        st.runs.erase(id);
+        st.persisted_ms.erase(id);
+        auto i = st.active.find(id);
+        if (i == st.active.end())
+          return; // cancelled meanwhile
+        auto job = i->second;
+        st.active.erase(i);
+        --st.running;
+        job.state = ok ? job_state::succeeded : job_state::failed;
+        (ok ? job.result_json : job.error) = std::move(payload);
+        job.finished_at = Store::now();
+        if (ok)
+          job.progress = 1;
+        if (job.kind != kTrain) {
+          std::error_code ec;
+          fs::remove_all(job_dir(st, id), ec);
+        }
+        persist(self, job);
+        close_subscribers(self, job);
+        // A spec with "register": serve the model right away.
+        auto spec = json::parse(job.spec_json, nullptr, false);
+        if (ok && job.kind == kTrain && spec.is_object() && spec.contains("register") &&
+            spec["register"].is_string()) {
+          auto name = spec["register"].get<std::string>();
+          register_model(
+              self, job, name,
+              [=](model_meta& m) {
+                auto j = job; // note the registration in the job's result
+                auto res = json::parse(j.result_json, nullptr, false);
+                res["registered"] =
+                    json{{"name", m.name}, {"version", m.version}, {"status", m.status}};
+                j.result_json = res.dump();
+                persist(self, j);
+              },
+              [=](const caf::error& e) {
+                log::error("job {}: cannot register its model as {}: {}", id, name,
+                           to_failure(e).message);
+                auto j = job;
+                auto res = json::parse(j.result_json, nullptr, false);
+                res["registered"] = json{{"name", name}, {"error", to_failure(e).message}};
+                j.result_json = res.dump();
+                persist(self, j);
+              });
         }
         (*schedule)();
       },
-      [](caf::error& e) { log::error("cannot list unfinished jobs: {}", to_failure(e).message); });
-
-  return {
-    [=](submit_atom, const principal& who, embed_request& req) -> caf::result<job_record> {
-      job_record j;
-      j.id = crypto::random_id("j_");
-      j.user_id = who.user_id;
-      j.kind = "embed";
-      j.state = job_state::queued;
-      j.spec_json = nlohmann::json{{"pipeline", req.pipeline},
-                                   {"mime", req.mime},
-                                   {"bytes", req.data.size()}}
-                      .dump();
-      j.created_at = Store::now();
-      if (auto st = write_file(input_path(self->state.jobs_dir, j.id), req.data); !st)
-        return to_error(st.error());
-      auto rp = self->make_response_promise<job_record>();
-      self->request(self->state.store, kStoreTimeout, caf::put_atom::value, j)
-        .then(
-          [=](caf::ok_atom) mutable {
-            self->state.active.emplace(j.id, j);
-            self->state.queue.push_back(j.id);
-            rp.deliver(j);
-            (*schedule)();
-          },
-          [=](caf::error& e) mutable { rp.deliver(e); });
-      return rp;
-    },
-    [=](caf::get_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
-      if (auto i = self->state.active.find(id); i != self->state.active.end()) {
-        if (!visible_to(i->second, who))
-          return to_error(errc::not_found, "no job '" + id + "'");
-        return i->second;
-      }
-      auto rp = self->make_response_promise<job_record>();
-      with_stored_job(self, who, id, rp, [](auto& rp, job_record& j) { rp.deliver(j); });
-      return rp;
-    },
-    [=](list_atom, const principal& who) -> caf::result<std::vector<job_record>> {
-      return self->delegate(self->state.store, list_atom::value, job_atom::value, who.user_id);
-    },
-    [=](cancel_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
-      auto i = self->state.active.find(id);
-      if (i == self->state.active.end() || !visible_to(i->second, who)) {
-        // Not active: either unknown, someone else's, or already finished.
-        auto rp = self->make_response_promise<job_record>();
-        with_stored_job(self, who, id, rp, [id](auto& rp, job_record& j) {
-          rp.deliver(to_error(errc::conflict, "job '" + id + "' already " + j.state));
-        });
-        return rp;
-      }
-      auto job = i->second;
-      if (job.state == job_state::running)
-        --self->state.running; // its result is dropped when it arrives
-      job.state = job_state::cancelled;
-      job.finished_at = Store::now();
-      self->state.active.erase(i);
-      std::error_code ec;
-      fs::remove_all(fs::path(self->state.jobs_dir) / id, ec);
-      persist(job);
-      (*schedule)();
-      return job;
-    },
-    [=](done_atom, const std::string& id, bool ok, std::string& payload) {
-      auto i = self->state.active.find(id);
-      if (i == self->state.active.end())
-        return; // cancelled meanwhile
-      auto job = i->second;
-      self->state.active.erase(i);
-      --self->state.running;
-      job.state = ok ? job_state::succeeded : job_state::failed;
-      (ok ? job.result_json : job.error) = std::move(payload);
-      job.progress = 1;
-      job.finished_at = Store::now();
-      std::error_code ec;
-      fs::remove_all(fs::path(self->state.jobs_dir) / id, ec);
-      persist(job);
-      (*schedule)();
-    },
   };
 }
 

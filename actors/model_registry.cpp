@@ -7,6 +7,7 @@
 #include "messages/registration.hpp"
 #include "models/embedding_model.hpp"
 #include "models/repository.hpp"
+#include "pipelines/image.hpp"
 
 namespace rookery {
 
@@ -22,6 +23,8 @@ model_meta meta_of(const installed_model& m) {
   meta.format = m.format;
   meta.dim = m.dim;
   meta.status = "installed, not loaded yet";
+  if (auto p = parse_image_options(m.preprocess_json); p && !m.preprocess_json.empty())
+    meta.input_shape = {p->channels, p->crop > 0 ? p->crop : 224, p->crop > 0 ? p->crop : 224};
   return meta;
 }
 
@@ -39,6 +42,7 @@ caf::expected<replica_actor> replica_for(model_registry_actor::stateful_pointer<
   spec.arch = m->arch;
   spec.weights_path = m->weights;
   spec.format = m->format;
+  spec.options_json = m->options_json;
   spec.threads = st.torch_threads;
   auto r = self->spawn<caf::detached + caf::linked>(replica_loading, spec, meta_of(*m),
                                                     st.max_batch);
@@ -95,7 +99,14 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
       auto importer = self->spawn<caf::detached>([=](caf::event_based_actor* worker) -> caf::behavior {
         return {[=](const model_import& r) -> caf::result<model_meta> {
           worker->quit();
-          auto m = import_model(data_dir, import_request{r.name, r.arch, r.format, r.weights_path});
+          import_request ir;
+          ir.name = r.name;
+          ir.arch = r.arch;
+          ir.format = r.format;
+          ir.weights = r.weights_path;
+          ir.options_json = r.options_json;
+          ir.preprocess_json = r.preprocess_json;
+          auto m = import_model(data_dir, ir);
           if (!m)
             return to_error(m.error());
           return meta_of(*m);

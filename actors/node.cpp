@@ -8,6 +8,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/cluster.hpp"
+#include "actors/dataset_service.hpp"
 #include "actors/embed_service.hpp"
 #include "actors/job_manager.hpp"
 #include "actors/model_registry.hpp"
@@ -195,9 +196,17 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
       log::info("worker: embedding service published on {}:{}", cfg.cluster_host, *port);
     }
   }
-  auto jobs = sys.spawn<caf::detached>(job_manager_impl, store, embed, cfg.data,
-                                       cfg.max_running_jobs);
+  job_manager_settings js;
+  js.data_dir = cfg.data;
+  js.max_running = cfg.max_running_jobs;
+  js.paths = dataset_paths_of(cfg);
+  js.train_threads = static_cast<int>(cfg.train_threads != 0 ? cfg.train_threads
+                                                               : std::thread::hardware_concurrency());
+  auto jobs = sys.spawn<caf::detached>(job_manager_impl, store, embed, models, js);
   keep(*n, jobs);
+  auto datasets = sys.spawn<caf::detached>(dataset_service_impl, dataset_paths_of(cfg),
+                                           cfg.max_dataset_bytes);
+  keep(*n, datasets);
 
   node_handles h;
   h.sys = &sys;
@@ -206,6 +215,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   h.embed = embed;
   h.jobs = jobs;
   h.models = models;
+  h.datasets = datasets;
   h.role = cfg.role;
   auto http = http_server::start(cfg, h);
   if (!http) {

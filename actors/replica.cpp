@@ -109,9 +109,11 @@ replica_actor::behavior_type replica_loading(replica_actor::stateful_pointer<rep
   auto m = embedding_model::load(spec);
   if (m) {
     // Probe once for the output shape (OIP metadata).
-    std::vector<float> zeros(3 * 224 * 224, 0.0f);
-    auto out = (*m)->forward({zeros.data()}, 3, 224, 224);
-    meta.input_shape = {3, 224, 224};
+    if (meta.input_shape.size() != 3)
+      meta.input_shape = {3, 224, 224};
+    const auto c = meta.input_shape[0], h = meta.input_shape[1], w = meta.input_shape[2];
+    std::vector<float> zeros(static_cast<size_t>(c * h * w), 0.0f);
+    auto out = (*m)->forward({zeros.data()}, c, h, w);
     if (out && !out->empty())
       meta.output_shape = {static_cast<int64_t>(out->front().size())};
     meta.dim = (*m)->dim();

@@ -1,11 +1,14 @@
 // rookery: serve | admin create-user | models import | version
+#include <atomic>
 #include <csignal>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include "actors/dataset_service.hpp"
 #include "actors/node.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
@@ -15,6 +18,7 @@
 #include "models/repository.hpp"
 #include "pipelines/image.hpp"
 #include "store/store.hpp"
+#include "trainers/train_job.hpp"
 
 namespace fs = std::filesystem;
 using namespace rookery;
@@ -112,13 +116,21 @@ int create_user(common_flags& flags, const std::string& user, const std::string&
 }
 
 int import_cmd(common_flags& flags, const std::string& arch, const std::string& weights,
-                 const std::string& name, const std::string& format) {
+                 const std::string& name, const std::string& format, const std::string& options,
+                 const std::string& preprocess) {
   auto cfg = flags.load();
   if (!cfg) {
     std::cerr << "rookery: " << cfg.error().message << "\n";
     return 2;
   }
-  auto m = rookery::import_model(cfg->data, import_request{name, arch, format, weights});
+  import_request req;
+  req.name = name;
+  req.arch = arch;
+  req.format = format;
+  req.weights = weights;
+  req.options_json = options;
+  req.preprocess_json = preprocess;
+  auto m = rookery::import_model(cfg->data, req);
   if (!m) {
     std::cerr << "rookery: cannot import " << weights << ": " << m.error().message << "\n";
     return 1;
@@ -175,13 +187,18 @@ int embed_cmd(common_flags& flags, const std::string& file, const std::string& p
     return 1;
   }
   model_spec spec{installed->name, installed->arch, installed->weights, installed->format,
-                  static_cast<int>(cfg->torch_threads)};
+                  static_cast<int>(cfg->torch_threads), installed->options_json};
   auto model = embedding_model::load(spec);
   if (!model) {
     std::cerr << "rookery: " << model.error().message << "\n";
     return 1;
   }
-  image_options opts;
+  auto parsed = parse_image_options(installed->preprocess_json);
+  if (!parsed) {
+    std::cerr << "rookery: " << parsed.error().message << "\n";
+    return 1;
+  }
+  image_options opts = *parsed;
   opts.max_pixels = cfg->max_image_pixels;
   auto img = preprocess_image(bytes, opts);
   if (!img) {
@@ -200,6 +217,44 @@ int embed_cmd(common_flags& flags, const std::string& file, const std::string& p
   r.dim = static_cast<uint32_t>(out->front().size());
   r.embedding = std::move(out->front());
   std::cout << to_json(r).dump() << std::endl;
+  return 0;
+}
+
+std::atomic<bool> train_cancel{false};
+
+/// `rookery train SPEC.json --out DIR`: a training job without a server. Run
+/// it again with the same --out to resume from the last checkpoint; Ctrl-C
+/// stops at the next step.
+int train_cmd(common_flags& flags, const std::string& spec_file, const std::string& out_dir,
+              int threads, bool quiet) {
+  auto cfg = flags.load();
+  if (!cfg) {
+    std::cerr << "rookery: " << cfg.error().message << "\n";
+    return 2;
+  }
+  std::ifstream in(spec_file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  train_env env;
+  env.paths = dataset_paths_of(*cfg);
+  env.is_admin = true; // a local run sees every data set of its data directory
+  env.threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  auto spec = validate_train_spec(text, env);
+  if (!spec) {
+    std::cerr << "rookery: " << spec.error().message << "\n";
+    return 2;
+  }
+  std::signal(SIGINT, [](int) { train_cancel = true; });
+  std::signal(SIGTERM, [](int) { train_cancel = true; });
+  auto r = run_train_job(*spec, env, out_dir, train_cancel,
+                         [quiet](const std::string& type, const std::string& payload) {
+                           if (!quiet && type != "progress")
+                             std::cerr << type << " " << payload << "\n";
+                         });
+  if (!r) {
+    std::cerr << "rookery: " << r.error().message << "\n";
+    return 1;
+  }
+  std::cout << *r << std::endl;
   return 0;
 }
 
@@ -239,6 +294,13 @@ int main(int argc, char** argv) {
     ->check(CLI::ExistingFile);
   imp->add_option("--name", name, "repository name")->required();
   imp->add_option("--format", format, "state_dict | torchscript (default from --arch)");
+  std::string options, preprocess;
+  imp->add_option("--options", options,
+                  "model options as JSON, e.g. '{\"num_classes\": 10, \"in_channels\": 1}': "
+                  "the weights load strictly into that model");
+  imp->add_option("--preprocess", preprocess,
+                  "image preprocessing as JSON: {\"resize\", \"crop\", \"channels\", "
+                  "\"mean\", \"std\"} (default: ImageNet's)");
 
   common_flags embed_flags;
   std::string embed_file, embed_pipeline;
@@ -246,6 +308,20 @@ int main(int argc, char** argv) {
   embed_flags.add(emb, false);
   emb->add_option("file", embed_file, "the file to embed")->required()->check(CLI::ExistingFile);
   emb->add_option("--pipeline", embed_pipeline, "pipeline name (default: from the sniffed type)");
+
+  common_flags train_flags;
+  std::string train_spec, train_out;
+  int train_threads = 0;
+  bool train_quiet = false;
+  auto* trn = app.add_subcommand("train", "run a training job spec without a server (prints the result JSON)");
+  train_flags.add(trn, false);
+  trn->add_option("spec", train_spec, "job spec JSON file (as POST /v1/jobs takes)")
+    ->required()
+    ->check(CLI::ExistingFile);
+  trn->add_option("--out", train_out, "job directory: checkpoints, artifacts, model; "
+                                      "an existing one resumes")->required();
+  trn->add_option("--threads", train_threads, "intra-op threads (default: cores)");
+  trn->add_flag("--quiet", train_quiet, "print only the result");
 
   app.add_subcommand("version", "print the version");
 
@@ -261,8 +337,10 @@ int main(int argc, char** argv) {
   }
   if (emb->parsed())
     return embed_cmd(embed_flags, embed_file, embed_pipeline);
+  if (trn->parsed())
+    return train_cmd(train_flags, train_spec, train_out, train_threads, train_quiet);
   if (imp->parsed())
-    return import_cmd(model_flags, arch, weights, name, format);
+    return import_cmd(model_flags, arch, weights, name, format, options, preprocess);
   std::cout << "rookery 0.1.0" << std::endl;
   return 0;
 }

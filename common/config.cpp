@@ -21,7 +21,8 @@ namespace {
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
   X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) X(drain_timeout_ms) \
   X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(allow_untrained)    \
-  X(mime_table) X(max_running_jobs) X(max_jobs_per_user)
+  X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(train_threads) X(fashion_mnist_dir) \
+  X(fortunes_dir) X(max_dataset_bytes)
 
 json to_json(const config& c) {
   json j;

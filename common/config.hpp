@@ -58,6 +58,11 @@ struct config {
   // -- jobs
   uint32_t max_running_jobs = 2;
   uint32_t max_jobs_per_user = 1000;
+  // -- training
+  uint32_t train_threads = 0; // intra-op threads of a training run; 0 = number of cores
+  std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist"; // Debian's dataset-fashion-mnist
+  std::string fortunes_dir = "/usr/share/games/fortunes";              // Debian's fortunes
+  uint64_t max_dataset_bytes = 1ull << 30; // uncompressed size of an uploaded data set
 };
 
 /// Parses a full configuration: `file` may be empty; `env` holds the

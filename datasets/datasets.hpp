@@ -73,12 +73,15 @@ result<torch::Tensor> read_idx(const std::string& path);
 class ImageTensorDataset : public torch::data::datasets::Dataset<ImageTensorDataset> {
 public:
   explicit ImageTensorDataset(image_set set) : set_(std::move(set)) {}
+  /// Also normalises: (x - mean[c]) / std[c] per channel (both of size C).
+  ImageTensorDataset(image_set set, std::vector<double> mean, std::vector<double> std);
   torch::data::Example<> get(size_t index) override;
   torch::optional<size_t> size() const override { return static_cast<size_t>(set_.size()); }
   const image_set& set() const { return set_; }
 
 private:
   image_set set_;
+  torch::Tensor mean_, std_; // C x 1 x 1 when normalising
 };
 
 } // namespace rookery::data

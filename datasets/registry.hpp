@@ -5,8 +5,13 @@
 //
 // On disk, uploads live under <data>/datasets/<name>/ with a dataset.json
 // describing them (kind, owner, classes, counts) and their files:
-//   image_folder: images/<class>/<file> (decoded and checked at import)
-//   csv:          data.csv
+//   image_folder: images.u8 (every image decoded at import, resized, as raw
+//                 uint8 C x H x W, RGB for colour; train items first, then
+//                 test items, per class in member-path order) and labels.i64
+//                 (one little-endian int64 class index per image, same order).
+//                 train_size/test_size and item_shape in dataset.json give the
+//                 blob's shape. Compact and loaded with two reads.
+//   csv:          data.csv (the upload, checked at import)
 #pragma once
 #include <cstdint>
 #include <string>

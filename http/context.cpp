@@ -92,6 +92,48 @@ void respond(const ctx_ptr& ctx, int status, const std::string& body,
             std::string{ctx->req->header().path()}, status, secs * 1000);
 }
 
+void respond_file(const ctx_ptr& ctx, const std::string& path, const std::string& content_type) {
+  if (ctx->answered)
+    return;
+  std::optional<restinio::sendfile_t> file;
+  try {
+    file.emplace(restinio::sendfile(path));
+  } catch (const std::exception&) {
+    return respond_problem(ctx, errc::not_found, "the file is gone");
+  }
+  ctx->answered = true;
+  --inflight::http();
+  auto resp = ctx->req->create_response();
+  resp.append_header("X-Request-Id", ctx->request_id);
+  resp.append_header(restinio::http_field::server, "rookery");
+  resp.append_header(restinio::http_field::content_type, content_type);
+  resp.set_body(std::move(*file));
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->start).count();
+  auto method = std::string{ctx->req->header().method().c_str()};
+  metrics::instance().http_request(method, ctx->route, 200, secs);
+  resp.done();
+  log::info("access {} {} {} 200 {:.1f}ms (file)", ctx->request_id, method,
+            std::string{ctx->req->header().path()}, secs * 1000);
+}
+
+restinio::response_builder_t<restinio::chunked_output_t> begin_stream(const ctx_ptr& ctx,
+                                                                      const std::string& content_type) {
+  ctx->answered = true; // a stream is not work in flight: shutdown does not wait for it
+  --inflight::http();
+  auto resp = ctx->req->create_response<restinio::chunked_output_t>();
+  resp.append_header("X-Request-Id", ctx->request_id);
+  resp.append_header(restinio::http_field::server, "rookery");
+  resp.append_header(restinio::http_field::content_type, content_type);
+  resp.append_header(restinio::http_field::cache_control, "no-cache");
+  resp.append_header("X-Accel-Buffering", "no"); // proxies: pass events through at once
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->start).count();
+  auto method = std::string{ctx->req->header().method().c_str()};
+  metrics::instance().http_request(method, ctx->route, 200, secs);
+  log::info("access {} {} {} 200 stream", ctx->request_id, method,
+            std::string{ctx->req->header().path()});
+  return resp;
+}
+
 void respond_json(const ctx_ptr& ctx, int status, const json& body) {
   respond(ctx, status, body.dump(), "application/json");
 }

@@ -45,6 +45,12 @@ void respond(const ctx_ptr& ctx, int status, const std::string& body,
              const std::string& content_type);
 void respond_json(const ctx_ptr& ctx, int status, const json& body);
 void respond_empty(const ctx_ptr& ctx, int status);
+/// 200 with a file's bytes (sendfile); 404 problem when it cannot be opened.
+void respond_file(const ctx_ptr& ctx, const std::string& path, const std::string& content_type);
+/// Starts a chunked 200 response (server-sent events): counted and logged
+/// now; the caller appends chunks, flushes, and calls done() at the end.
+restinio::response_builder_t<restinio::chunked_output_t> begin_stream(const ctx_ptr& ctx,
+                                                                      const std::string& content_type);
 /// RFC 7807 problem+json.
 void respond_problem(const ctx_ptr& ctx, errc code, const std::string& detail);
 void respond_error(const ctx_ptr& ctx, const caf::error& err);
@@ -63,6 +69,13 @@ void with_actor(const std::shared_ptr<api>& a, std::function<void(caf::event_bas
 
 /// Registers all /v1 routes.
 void register_v1_routes(router_t& router, const std::shared_ptr<api>& a);
+
+/// Registers training jobs (POST /v1/jobs, events, artifacts, register,
+/// resume) and /v1/datasets.
+void register_train_routes(router_t& router, const std::shared_ptr<api>& a);
+
+/// Query parameter `name` of the request ("" when absent or malformed).
+std::string query_value(const restinio::request_handle_t& req, const char* name);
 
 /// Registers /v1/models and the Open Inference Protocol routes under /v2.
 void register_model_routes(router_t& router, const std::shared_ptr<api>& a);

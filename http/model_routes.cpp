@@ -169,7 +169,7 @@ void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
   if (!is_multipart(ctx->req))
     return respond_problem(ctx, errc::unsupported_media,
                            "upload models as multipart/form-data with fields name, arch, "
-                           "format (optional) and the file part 'weights'");
+                           "format, options and preprocess (optional) and the file part 'weights'");
   auto parts = parse_form(ctx->req);
   if (!parts)
     return respond_problem(ctx, errc::bad_request, "malformed multipart body");
@@ -181,7 +181,16 @@ void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
       return respond_problem(ctx, errc::bad_request, std::string{"the form needs a non-empty '"}
                                                        + f + "' part");
   auto weights = std::make_shared<std::string>(std::move(fields["weights"]));
-  model_import req{fields["name"], fields["arch"], fields["format"], ""};
+  model_import req{fields["name"], fields["arch"], fields["format"], "", fields["options"],
+                   fields["preprocess"]};
+  // Optional JSON parts: model options (e.g. {"num_classes": 10}) and preprocessing.
+  for (auto f : {"options", "preprocess"})
+    if (!fields[f].empty()) {
+      auto j = json::parse(fields[f], nullptr, false);
+      if (!j.is_object())
+        return respond_problem(ctx, errc::bad_request,
+                               std::string{"the '"} + f + "' part must be a JSON object");
+    }
   with_principal(a, ctx, "admin", [=](caf::event_based_actor* self, const principal&) {
     // The upload goes to a file the import copies from; removed afterwards.
     auto dir = fs::path(a->cfg.data) / "uploads";

@@ -98,6 +98,35 @@ json build() {
                                  {{"description", "The job"},
                                   {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Job"}}}}}}}});
   p["/v1/jobs/{id}"]["delete"] = op("Cancel a job", {401, 404, 409});
+  p["/v1/jobs"]["post"] = op("Submit a training job: {trainer: classifier|gan|autoencoder|rnn, "
+                             "dataset, model, hyper, register?}", {400, 401, 403, 404, 503}, true,
+                             {{"description", "Accepted: {id, state, href, events, artifacts}"}}, 202);
+  p["/v1/jobs"]["post"]["requestBody"] = body_schema(
+    {{"trainer", {{"type", "string"}, {"enum", {"classifier", "gan", "autoencoder", "rnn"}}}},
+     {"dataset", {{"type", "string"}}},
+     {"model", {{"oneOf", json::array({{{"type", "string"}}, {{"type", "object"}}})}}},
+     {"hyper", {{"type", "object"}}},
+     {"register", {{"type", "string"}}}},
+    {"trainer", "dataset"});
+  p["/v1/jobs/{id}/events"]["get"] = op("Server-sent events of a job: state, metrics, progress, "
+                                        "artifact, end", {401, 404}, true,
+                                        {{"description", "text/event-stream"}});
+  p["/v1/jobs/{id}/artifacts"]["get"] = op("List a job's checkpoints, model, images and history", {401, 404});
+  p["/v1/jobs/{id}/artifacts/{path}"]["get"] = op("Download one artifact", {401, 404});
+  p["/v1/jobs/{id}/register"]["post"] = op("Register a succeeded training job's model and serve it "
+                                           "as an embedding pipeline", {400, 401, 403, 404, 409, 422, 503},
+                                           true, {{"description", "Created"}}, 201);
+  p["/v1/jobs/{id}/register"]["post"]["requestBody"] = body_schema({{"name", {{"type", "string"}}}}, {"name"});
+  p["/v1/jobs/{id}/resume"]["post"] = op("Resume a cancelled or failed training job from its last "
+                                         "checkpoint", {401, 403, 404, 409}, true,
+                                         {{"description", "Accepted"}}, 202);
+  p["/v1/datasets"]["get"] = op("Data sets: built-in (fashion-mnist, fortunes) and your uploads", {401});
+  p["/v1/datasets"]["post"] = op("Upload a data set: multipart name, file (tar/zip of class "
+                                 "folders, or CSV), format?, image_size?, channels?, test_fraction?",
+                                 {400, 401, 403, 409, 413, 415}, true, {{"description", "Created"}}, 201);
+  p["/v1/datasets/{name}"]["get"] = op("One data set", {401, 404});
+  p["/v1/datasets/{name}"]["delete"] = op("Remove an uploaded data set", {401, 403, 404}, true,
+                                          {{"description", "No Content"}}, 204);
   p["/v1/models"]["get"] = op("Models in the repository", {401});
   p["/healthz"]["get"] = op("Liveness", {}, false);
   p["/readyz"]["get"] = op("Readiness: a pipeline can serve", {503}, false);
@@ -106,9 +135,8 @@ json build() {
   for (auto& [path, methods] : p.items())
     for (auto& [m, o] : methods.items()) {
       json params = o.value("parameters", json::array());
-      auto pos = path.find('{');
-      if (pos != std::string::npos) {
-        auto name = path.substr(pos + 1, path.find('}') - pos - 1);
+      for (auto pos = path.find('{'); pos != std::string::npos; pos = path.find('{', pos + 1)) {
+        auto name = path.substr(pos + 1, path.find('}', pos) - pos - 1);
         params.push_back({{"name", name}, {"in", "path"}, {"required", true},
                           {"schema", {{"type", "string"}}}});
       }

@@ -33,16 +33,6 @@ std::optional<std::string> string_field(const ctx_ptr& ctx, const json& j, const
   return i->get<std::string>();
 }
 
-std::string query_value(const restinio::request_handle_t& req, const char* name) {
-  try {
-    auto qp = restinio::parse_query(req->header().query());
-    if (qp.has(name))
-      return std::string{qp[name]};
-  } catch (const std::exception&) {
-  }
-  return {};
-}
-
 json principal_json(const principal& p) {
   return json{{"id", p.user_id},
               {"username", p.username},
@@ -320,6 +310,16 @@ void cancel_job(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string i
 }
 
 } // namespace
+
+std::string query_value(const restinio::request_handle_t& req, const char* name) {
+  try {
+    auto qp = restinio::parse_query(req->header().query());
+    if (qp.has(name))
+      return std::string{qp[name]};
+  } catch (const std::exception&) {
+  }
+  return {};
+}
 
 void add_route(router_t& r, const std::shared_ptr<api>& a, restinio::http_method_id_t method,
                const char* path, route_fn fn) {

@@ -102,6 +102,7 @@ result<std::unique_ptr<http_server>> http_server::start(const config& cfg, node_
   auto router = std::make_unique<router_t>();
   register_v1_routes(*router, a);
   register_model_routes(*router, a);
+  register_train_routes(*router, a);
   register_ops_routes(*router, a);
   auto p = std::make_unique<impl>();
   auto port = std::make_shared<std::atomic<uint16_t>>(0);

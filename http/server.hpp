@@ -22,6 +22,7 @@ struct node_handles {
   embed_service_actor embed;
   job_manager_actor jobs;
   model_registry_actor models; // null on a gateway
+  dataset_actor datasets;
   std::string role;
 };
 

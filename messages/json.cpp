@@ -50,6 +50,18 @@ json to_json(const job_record& j) {
     out["result"] = json::parse(j.result_json, nullptr, false);
   if (!j.error.empty())
     out["error"] = j.error;
+  if (!j.progress_json.empty()) {
+    auto p = json::parse(j.progress_json, nullptr, false);
+    if (p.is_object()) {
+      if (auto m = p.find("metrics"); m != p.end()) {
+        out["metrics"] = *m; // the latest value of every metric
+        p.erase("metrics");
+      }
+      out["progress_detail"] = p;
+    }
+  }
+  if (!j.history_json.empty())
+    out["history"] = json::parse(j.history_json, nullptr, false);
   return out;
 }
 

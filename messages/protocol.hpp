@@ -42,6 +42,11 @@ using batch_atom = caf::atom_constant<caf::atom("batch")>;
 using workers_atom = caf::atom_constant<caf::atom("workers")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using infer_atom = caf::atom_constant<caf::atom("infer")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using artifact_atom = caf::atom_constant<caf::atom("artifact")>;
+using register_atom = caf::atom_constant<caf::atom("register")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 // -- messages ------------------------------------------------------------------
 
@@ -145,11 +150,92 @@ struct model_import { // remote
   std::string arch;
   std::string format;
   std::string weights_path;
+  std::string options_json;    // zoo::model_options (JSON object text); "" = defaults
+  std::string preprocess_json; // image preprocessing for pipelines; "" = ImageNet's
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_import& x) {
-  return f(caf::meta::type_name("rookery.model_import"), x.name, x.arch, x.format, x.weights_path);
+  return f(caf::meta::type_name("rookery.model_import"), x.name, x.arch, x.format, x.weights_path,
+           x.options_json, x.preprocess_json);
+}
+
+/// A training job to submit: the spec as JSON text (trainers/train_job.hpp).
+struct train_submit {
+  std::string spec_json;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, train_submit& x) {
+  return f(caf::meta::type_name("rookery.train_submit"), x.spec_json);
+}
+
+/// One event of a running job: type "progress" | "metrics" | "artifact" |
+/// "state", payload as JSON text. Trainers send them to the job manager, which
+/// keeps the latest and forwards them to subscribers (server-sent events).
+struct train_event {
+  std::string job_id;
+  std::string type;
+  std::string json;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, train_event& x) {
+  return f(caf::meta::type_name("rookery.train_event"), x.job_id, x.type, x.json);
+}
+
+/// A job's artifacts: the listing (JSON text) when no path was asked, else
+/// the file to send and its content type.
+struct artifact_reply {
+  std::string listing_json;
+  std::string file;
+  std::string content_type;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, artifact_reply& x) {
+  return f(caf::meta::type_name("rookery.artifact_reply"), x.listing_json, x.file,
+           x.content_type);
+}
+
+/// A data set of the registry as users see it (datasets/registry.hpp).
+struct dataset_record {
+  std::string name;
+  std::string kind;
+  std::string source;
+  std::string format;
+  uint64_t owner_id = 0;
+  std::vector<std::string> classes;
+  std::vector<std::string> columns;
+  int64_t train_size = 0;
+  int64_t test_size = 0;
+  std::vector<int64_t> item_shape;
+  bool available = true;
+  std::string status;
+  int64_t created_at = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dataset_record& x) {
+  return f(caf::meta::type_name("rookery.dataset_record"), x.name, x.kind, x.source, x.format,
+           x.owner_id, x.classes, x.columns, x.train_size, x.test_size, x.item_shape, x.available,
+           x.status, x.created_at);
+}
+
+/// An uploaded data set file, already on this node's disk.
+struct dataset_upload {
+  std::string name;
+  std::string format; // image_folder | csv | "" (sniffed)
+  std::string file;
+  int64_t image_size = 0;
+  int64_t channels = 0;
+  double test_fraction = 0.2;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dataset_upload& x) {
+  return f(caf::meta::type_name("rookery.dataset_upload"), x.name, x.format, x.file, x.image_size,
+           x.channels, x.test_fraction);
 }
 
 struct login_result {
@@ -256,7 +342,21 @@ using embed_service_actor = caf::typed_actor<
   // Embed raw bytes through a pipeline.
   caf::replies_to<embed_request>::with<embed_result>,
   // Describe the pipelines.
-  caf::replies_to<list_atom>::with<std::vector<pipeline_info>>>;
+  caf::replies_to<list_atom>::with<std::vector<pipeline_info>>,
+  // Add (or replace) image pipeline `name` backed by repository model `model`.
+  caf::replies_to<caf::put_atom, std::string, std::string>::with<pipeline_info>>;
+
+/// datasets: the registry of built-in and uploaded data sets (detached: it
+/// reads and decodes archives).
+using dataset_actor = caf::typed_actor<
+  // The data sets the caller may use.
+  caf::replies_to<list_atom, principal>::with<std::vector<dataset_record>>,
+  // One of them; not_found otherwise.
+  caf::replies_to<caf::get_atom, principal, std::string>::with<dataset_record>,
+  // Import an upload (the file is removed afterwards).
+  caf::replies_to<caf::put_atom, principal, dataset_upload>::with<dataset_record>,
+  // Remove an upload of the caller (admins: any).
+  caf::replies_to<caf::delete_atom, principal, std::string>::with<caf::ok_atom>>;
 
 /// model registry: serves every model of the repository (loaded on first use,
 /// one replica each) for the Open Inference Protocol, and installs new ones.
@@ -272,16 +372,32 @@ using model_registry_actor = caf::typed_actor<
   // Remove every version of a model.
   caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>>;
 
-/// job manager: asynchronous work polled by id; the seam trainers plug into.
+/// job manager: asynchronous work polled by id: embeddings and training runs
+/// (one detached trainer actor per running training job).
 using job_manager_actor = caf::typed_actor<
   // Submit an embedding job for the caller (principal, request) -> queued record.
   caf::replies_to<submit_atom, principal, embed_request>::with<job_record>,
+  // Submit a training job (spec checked first: 400/404 on a bad spec) -> queued record.
+  caf::replies_to<submit_atom, principal, train_submit>::with<job_record>,
+  // A trainer reports progress, metrics and artifacts.
+  caf::reacts_to<train_event>,
+  // Subscribe `subscriber` to a job's events -> the job now, history included.
+  // The subscriber then gets train_event messages and, at the end,
+  // (done_atom, job_record).
+  caf::replies_to<subscribe_atom, principal, std::string, caf::actor>::with<job_record>,
+  // A job's artifacts: path "" lists them, else the file to serve.
+  caf::replies_to<artifact_atom, principal, std::string, std::string>::with<artifact_reply>,
+  // Register a finished training job's model as repository model `name` and
+  // serve it as embedding pipeline `name` -> the model's metadata.
+  caf::replies_to<register_atom, principal, std::string, std::string>::with<model_meta>,
   // Get one job of the caller (admins: any). not_found for others' jobs.
   caf::replies_to<caf::get_atom, principal, std::string>::with<job_record>,
   // List the caller's jobs.
   caf::replies_to<list_atom, principal>::with<std::vector<job_record>>,
-  // Cancel a job of the caller.
+  // Cancel a job of the caller (a training run stops within a second).
   caf::replies_to<cancel_atom, principal, std::string>::with<job_record>,
+  // Resume a cancelled or failed training job from its last checkpoint.
+  caf::replies_to<resume_atom, principal, std::string>::with<job_record>,
   // Internal: a running job finished (id, result JSON or error).
   caf::reacts_to<done_atom, std::string, bool, std::string>>;
 

@@ -85,7 +85,7 @@ constexpr const char* cancelled = "cancelled";
 struct job_record {
   std::string id; // "j_<hex>"
   uint64_t user_id = 0;
-  std::string kind;        // "embed", later trainer names
+  std::string kind;        // "embed" or "train"
   std::string state;       // see job_state
   std::string spec_json;   // what was asked (JSON text)
   std::string result_json; // result once succeeded (JSON text), "" otherwise
@@ -94,13 +94,15 @@ struct job_record {
   int64_t created_at = 0;
   int64_t started_at = 0;
   int64_t finished_at = 0;
+  std::string progress_json; // training: {epoch, epochs, step, total_steps, eta_s, lr, metrics}
+  std::string history_json;  // training: metric history (JSON array); filled on GET, not stored
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_record& x) {
   return f(caf::meta::type_name("rookery.job_record"), x.id, x.user_id, x.kind, x.state,
            x.spec_json, x.result_json, x.error, x.progress, x.created_at, x.started_at,
-           x.finished_at);
+           x.finished_at, x.progress_json, x.history_json);
 }
 
 /// One entry of the model repository (<data>/models/<name>/<version>/).

@@ -29,6 +29,12 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<model_meta>("rookery.model_meta");
   cfg.add_message_type<model_import>("rookery.model_import");
   cfg.add_message_type<new_key>("rookery.new_key");
+  cfg.add_message_type<train_submit>("rookery.train_submit");
+  cfg.add_message_type<train_event>("rookery.train_event");
+  cfg.add_message_type<artifact_reply>("rookery.artifact_reply");
+  cfg.add_message_type<dataset_record>("rookery.dataset_record");
+  cfg.add_message_type<std::vector<dataset_record>>("rookery.dataset_records");
+  cfg.add_message_type<dataset_upload>("rookery.dataset_upload");
   cfg.add_message_type<std::vector<std::string>>("rookery.strings");
   cfg.add_message_type<std::vector<int64_t>>("rookery.int64s");
   cfg.add_message_type<std::vector<float>>("rookery.floats");

@@ -164,11 +164,16 @@ result<std::unique_ptr<embedding_model>> embedding_model::load(const model_spec&
       p->dim = static_cast<uint32_t>(probe->front().size());
     } else if (format == "state_dict") {
       // Any zoo model (models/zoo/zoo.hpp) with torchvision-named weights.
-      zoo::model_options o;
+      auto parsed = zoo::parse_model_options(spec.options_json);
+      if (!parsed)
+        return parsed.error();
+      zoo::model_options o = *parsed;
       auto net = zoo::create_model(spec.arch, o);
       if (!net)
         return fail(errc::unprocessable, net.error().message);
-      auto st = zoo::load_pretrained(*net.value(), spec.weights_path, o);
+      // With explicit options the file was made for exactly this model: load it strictly.
+      auto st = spec.options_json.empty() ? zoo::load_pretrained(*net.value(), spec.weights_path, o)
+                                          : load_state_dict(*net.value(), spec.weights_path);
       if (!st)
         return st.error();
       p->net = net.value();

@@ -18,6 +18,10 @@ struct model_spec {
   std::string weights_path; // state_dict (.pth/.pt) or TorchScript file
   std::string format;       // "state_dict" | "torchscript"; empty: "torchscript" when arch is, else "state_dict"
   int threads = 0;          // intra-op threads; 0 = leave as is (see embedding_model::load)
+  std::string options_json; // zoo::model_options (JSON object) the weights were made with:
+                            // when set, the model is built with them and the weights load
+                            // strictly (e.g. a 1-channel, 10-class model a trainer exported);
+                            // "" = torchvision's defaults, classifier adapted as needed
 };
 
 /// One instance per model replica; not thread-safe (one caller at a time), but

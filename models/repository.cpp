@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/embedding_model.hpp"
+#include "pipelines/image.hpp"
 
 namespace fs = std::filesystem;
 
@@ -29,6 +30,10 @@ result<installed_model> read_version(const fs::path& dir, const std::string& nam
     m.format = j.value("format", "state_dict");
     m.weights = (fs::absolute(dir) / j.value("weights", "model.pth")).string();
     m.dim = j.value("dim", 0u);
+    if (j.contains("options") && j["options"].is_object())
+      m.options_json = j["options"].dump();
+    if (j.contains("preprocess") && j["preprocess"].is_object())
+      m.preprocess_json = j["preprocess"].dump();
     m.config_json = ss.str();
     return m;
   } catch (const std::exception& e) {
@@ -104,6 +109,20 @@ result<installed_model> import_model(const std::string& data_dir, const import_r
   spec.arch = req.arch;
   spec.weights_path = req.weights;
   spec.format = format;
+  spec.options_json = req.options_json;
+  nlohmann::json options, preprocess;
+  for (auto [text, out, what] : {std::tuple{&req.options_json, &options, "options"},
+                                 std::tuple{&req.preprocess_json, &preprocess, "preprocess"}}) {
+    if (text->empty())
+      continue;
+    *out = nlohmann::json::parse(*text, nullptr, false);
+    if (!out->is_object())
+      return fail(errc::bad_request, std::string(what) + " must be a JSON object");
+  }
+  if (!preprocess.is_null()) {
+    if (auto p = parse_image_options(req.preprocess_json); !p)
+      return p.error();
+  }
   auto m = embedding_model::load(spec);
   if (!m)
     return m.error();
@@ -122,6 +141,12 @@ result<installed_model> import_model(const std::string& data_dir, const import_r
     return fail(errc::internal, "cannot copy weights: " + ec.message());
   nlohmann::json conf{{"arch", req.arch}, {"format", format}, {"weights", file},
                       {"dim", (*m)->dim()}};
+  if (!options.is_null())
+    conf["options"] = options;
+  if (!preprocess.is_null())
+    conf["preprocess"] = preprocess;
+  if (req.owner_id != 0)
+    conf["owner_id"] = req.owner_id;
   std::ofstream(staging / "config.json") << conf.dump(2) << "\n";
   // The version appears whole or not at all.
   fs::rename(staging, dir, ec);

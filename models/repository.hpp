@@ -1,6 +1,6 @@
 // The model repository on disk, Triton-style:
 //   <data>/models/<name>/<version>/{config.json, model.pth | model.ts}
-// config.json: {"arch", "format", "weights", "dim", "options"}. Torch-free
+// config.json: {"arch", "format", "weights", "dim", "options", "preprocess"}. Torch-free
 // header; the import validates weights by loading them (models/embedding_model).
 #pragma once
 #include <cstdint>
@@ -20,6 +20,8 @@ struct installed_model {
   std::string weights;      // absolute path of the weights file
   std::string config_json;  // the whole config.json
   uint32_t dim = 0;         // embedding dimension, when known
+  std::string options_json;    // zoo::model_options the weights were made with ("" = defaults)
+  std::string preprocess_json; // image preprocessing for pipelines ("" = ImageNet's)
 };
 
 /// The newest installed version of `name` (not_found when none).
@@ -33,6 +35,10 @@ struct import_request {
   std::string arch;    // zoo architecture or "torchscript"
   std::string format;  // state_dict | torchscript; empty: from arch
   std::string weights; // file to import (copied)
+  std::string options_json;    // zoo::model_options as a JSON object (e.g. a 10-class,
+                               // 1-channel fine-tune); "" = torchvision's defaults
+  std::string preprocess_json; // {"resize","crop","channels","mean","std"}; "" = ImageNet's
+  uint64_t owner_id = 0;       // 0: an operator
 };
 
 /// Checks the name, loads the weights (every name and shape checked), and

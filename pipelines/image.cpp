@@ -6,6 +6,7 @@
 #include <cstring>
 #include <mutex>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -527,10 +528,11 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
     const int64_t win_w = wx1 - wx0;
 
     image_tensor out;
-    out.c = 3;
+    const int64_t nc = opt.channels == 1 ? 1 : 3;
+    out.c = nc;
     out.h = chh;
     out.w = cw;
-    out.data.resize(static_cast<size_t>(3 * chh * cw));
+    out.data.resize(static_cast<size_t>(nc * chh * cw));
     const int64_t plane = chh * cw;
     float lut[3][256];
     for (int c = 0; c < 3; ++c)
@@ -543,8 +545,13 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
       for (int64_t x = 0; x < cw; ++x) {
         const int64_t rx = x + left;
         const size_t o = static_cast<size_t>(y * cw + x);
-        if (row_in && rx >= wx0 && rx < wx1) {
-          const u8* p = &win[static_cast<size_t>(((ry - wy0) * win_w + (rx - wx0)) * 3)];
+        const bool in = row_in && rx >= wx0 && rx < wx1;
+        const u8* p = in ? &win[static_cast<size_t>(((ry - wy0) * win_w + (rx - wx0)) * 3)] : nullptr;
+        if (nc == 1) {
+          // PIL's convert("L"): ITU-R 601-2 luma, rounded (exact for grey input).
+          int v = in ? (299 * p[2] + 587 * p[1] + 114 * p[0] + 500) / 1000 : 0;
+          out.data[o] = lut[0][v];
+        } else if (in) {
           out.data[o] = lut[0][p[2]]; // BGR -> RGB
           out.data[static_cast<size_t>(plane) + o] = lut[1][p[1]];
           out.data[static_cast<size_t>(2 * plane) + o] = lut[2][p[0]];
@@ -563,6 +570,52 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
   } catch (const std::exception& e) {
     return fail(errc::internal, std::string("image preprocessing failed: ") + e.what());
   }
+}
+
+} // namespace rookery
+
+namespace rookery {
+
+result<image_options> parse_image_options(const std::string& json_text) {
+  image_options o;
+  if (json_text.empty())
+    return o;
+  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  if (j.is_null())
+    return o;
+  if (!j.is_object())
+    return fail(errc::bad_request, "preprocess must be a JSON object");
+  auto int_key = [&](const char* k, int& out, int lo, int hi) -> bool {
+    auto i = j.find(k);
+    if (i == j.end() || i->is_null())
+      return true;
+    if (!i->is_number_integer() || i->get<int64_t>() < lo || i->get<int64_t>() > hi)
+      return false;
+    out = i->get<int>();
+    return true;
+  };
+  if (!int_key("resize", o.resize, 0, 8192) || !int_key("crop", o.crop, 0, 8192))
+    return fail(errc::bad_request, "preprocess.resize and preprocess.crop must be integers 0..8192");
+  if (!int_key("channels", o.channels, 1, 3) || o.channels == 2)
+    return fail(errc::bad_request, "preprocess.channels must be 1 or 3");
+  for (const char* k : {"mean", "std"}) {
+    auto i = j.find(k);
+    if (i == j.end() || i->is_null())
+      continue;
+    auto& dst = std::string(k) == "mean" ? o.mean : o.std;
+    if (!i->is_array() || i->empty() || i->size() > 3)
+      return fail(errc::bad_request, std::string("preprocess.") + k + " must be 1 to 3 numbers");
+    for (size_t c = 0; c < 3; ++c) {
+      const auto& v = (*i)[std::min(c, i->size() - 1)];
+      if (!v.is_number())
+        return fail(errc::bad_request, std::string("preprocess.") + k + " must hold numbers");
+      dst[c] = v.get<float>();
+    }
+  }
+  for (float s : o.std)
+    if (!(s > 0))
+      return fail(errc::bad_request, "preprocess.std must be positive");
+  return o;
 }
 
 } // namespace rookery

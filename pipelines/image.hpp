@@ -18,9 +18,15 @@ struct image_options {
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
   int64_t max_pixels = 40'000'000; // width * height limit, checked before decoding; <= 0: none
+  int channels = 3; // 3: RGB; 1: greyscale (PIL's convert("L"); mean[0]/std[0] apply)
 };
 
-/// CHW, RGB, normalised.
+/// image_options from a model's "preprocess" JSON object text (model
+/// repository config.json): {"resize", "crop", "channels", "mean", "std"};
+/// absent keys keep ImageNet's defaults. bad_request on wrong types/values.
+result<image_options> parse_image_options(const std::string& json_text);
+
+/// CHW, RGB (or one grey channel), normalised.
 struct image_tensor {
   std::vector<float> data;
   int64_t c = 3, h = 0, w = 0;

@@ -81,6 +81,10 @@ constexpr const char* kMigrations[] = {
       PRIMARY KEY (name, version)
     );
   )sql",
+  // 2: training jobs report progress (epoch, step, ETA, latest metrics) as JSON.
+  R"sql(
+    ALTER TABLE jobs ADD COLUMN progress_json TEXT NOT NULL DEFAULT '';
+  )sql",
 };
 
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
@@ -261,7 +265,7 @@ key_record read_key(const statement& s) {
 
 #define JOB_COLUMNS                                                                     \
   "id, user_id, kind, state, spec_json, result_json, error, progress, created_at, "   \
-  "started_at, finished_at"
+  "started_at, finished_at, progress_json"
 job_record read_job(const statement& s) {
   job_record j;
   j.id = s.text(0);
@@ -275,6 +279,7 @@ job_record read_job(const statement& s) {
   j.created_at = s.i64(8);
   j.started_at = s.i64(9);
   j.finished_at = s.i64(10);
+  j.progress_json = s.text(11);
   return j;
 }
 
@@ -518,18 +523,18 @@ status Store::delete_key(uint64_t user_id, const std::string& key_id) {
 // --- jobs -----------------------------------------------------------------------
 
 status Store::create_job(const job_record& j) {
-  statement s(db_, "INSERT INTO jobs (" JOB_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  statement s(db_, "INSERT INTO jobs (" JOB_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.bind(j.id).bind(j.user_id).bind(j.kind).bind(j.state).bind(j.spec_json)
     .bind(j.result_json).bind(j.error).bind(j.progress).bind(j.created_at)
-    .bind(j.started_at).bind(j.finished_at);
+    .bind(j.started_at).bind(j.finished_at).bind(j.progress_json);
   return exec_change(db_, s, "create job");
 }
 
 status Store::update_job(const job_record& j) {
   statement s(db_, "UPDATE jobs SET state = ?, result_json = ?, error = ?, progress = ?, "
-                   "started_at = ?, finished_at = ? WHERE id = ?");
+                   "started_at = ?, finished_at = ?, progress_json = ? WHERE id = ?");
   s.bind(j.state).bind(j.result_json).bind(j.error).bind(j.progress).bind(j.started_at)
-    .bind(j.finished_at).bind(j.id);
+    .bind(j.finished_at).bind(j.progress_json).bind(j.id);
   return exec_change(db_, s, "update job", "no job '" + j.id + "'");
 }
 

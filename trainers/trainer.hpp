@@ -75,6 +75,11 @@ result<hyper_params> parse_hyper(const nlohmann::json& j);
 /// `steps_per_epoch` steps an epoch.
 double scheduled_lr(const hyper_params& h, int64_t step, int64_t total, int64_t steps_per_epoch);
 
+/// An optimizer for `params` as the hyper-parameters say (adam, adamw, sgd
+/// with momentum), at learning rate `lr` (<= 0: h.lr).
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<torch::Tensor> params,
+                                                        const hyper_params& h, double lr = 0);
+
 /// What a finished run leaves for serving: a model that can be registered in
 /// the model repository and back an embedding pipeline.
 struct exported_model {
@@ -117,6 +122,10 @@ public:
   virtual result<exported_model> export_model(const std::string& dir) = 0;
 
   const hyper_params& hyper() const { return hyper_; }
+  /// fit() installs the run's cancellation check; long loops (validation)
+  /// poll cancel_requested() so a cancel ends the run within a second.
+  void set_cancel_check(std::function<bool()> f) { cancel_check_ = std::move(f); }
+  bool cancel_requested() const { return cancel_check_ && cancel_check_(); }
   /// The whole "hyper" object, for trainer-specific keys.
   const nlohmann::json& hyper_json() const;
 
@@ -134,6 +143,7 @@ protected:
 
 private:
   std::shared_ptr<nlohmann::json> spec_;
+  std::function<bool()> cancel_check_;
 };
 
 /// One point of the metric history.
@@ -192,6 +202,9 @@ bool save_image_grid(const torch::Tensor& images, const std::string& path, int64
 /// legend into a PNG. false on I/O failure.
 bool save_curves(const std::map<std::string, std::vector<std::pair<double, double>>>& series,
                  const std::string& path, const std::string& title);
+
+/// Names of the trainers make_trainer() knows, comma-separated.
+std::string known_trainers();
 
 /// The trainer named spec["trainer"], configured from the spec.
 /// Errors: bad_request (unknown trainer, bad hyper values), not_found

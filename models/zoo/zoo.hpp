@@ -110,6 +110,15 @@ std::vector<model_entry> list_custom_models();
 result<std::shared_ptr<ZooModelImpl>> create_model(const std::string& name,
                                                    const model_options& options = {});
 
+/// model_options from a JSON object's text (absent keys keep defaults; "{}"
+/// or "" give the defaults): bad_request naming a key of the wrong type.
+/// Keys: num_classes, in_channels, dropout, drop_path, width_mult, image_size,
+/// latent_dim, features_only, out_indices, aux_logits, transform_input.
+result<model_options> parse_model_options(const std::string& json_text);
+
+/// The JSON text of `o` (every key), which parse_model_options() reads back.
+std::string model_options_json(const model_options& o);
+
 /// Number of parameters.
 int64_t count_parameters(torch::nn::Module& m);
 

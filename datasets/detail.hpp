@@ -1,0 +1,92 @@
+// Helpers shared by the registry (torch-free) and the loaders: stable
+// hashing, name rules, the IDX reader, the fortune and CSV parsers, and the
+// on-disk layout of uploads. Internal to datasets/.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "datasets/registry.hpp"
+
+namespace rookery::data::detail {
+
+// Names of the files in an upload's directory.
+inline constexpr const char* info_file = "dataset.json";
+inline constexpr const char* images_file = "images.u8";  // image_folder pixels
+inline constexpr const char* labels_file = "labels.i64"; // image_folder labels
+inline constexpr const char* csv_file = "data.csv";
+
+inline constexpr const char* fashion_mnist_name = "fashion-mnist";
+inline constexpr const char* fortunes_name = "fortunes";
+
+/// FNV-1a (64 bit): stable across platforms and runs, unlike std::hash, so
+/// splits chosen from it never move.
+inline uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+bool is_builtin_name(const std::string& name);
+
+/// 1-64 of letters, digits, '_', '-', '.'; not starting with '.'. Also what
+/// keeps names from escaping the datasets directory.
+bool valid_name(const std::string& name);
+
+/// <data>/datasets
+std::string uploads_dir(const dataset_paths& paths);
+
+/// dataset.json's text for `d` (every field but path).
+std::string info_to_json(const dataset_info& d);
+
+// --- IDX ---------------------------------------------------------------------
+
+/// Path of an IDX file in `dir` by base name: "<base>.gz" if present, else
+/// "<base>"; empty when neither exists.
+std::string find_idx_file(const std::string& dir, const std::string& base);
+
+/// Reads an IDX file (raw or gzip/any libarchive filter). Without `alloc`
+/// only the header is read; with it, `alloc(dims)` returns a buffer for the
+/// product of dims bytes that is then filled. Returns the dims.
+/// Errors: not_found (no file), unprocessable (magic, type, truncation).
+using idx_alloc = std::function<uint8_t*(const std::vector<int64_t>& dims)>;
+result<std::vector<int64_t>> read_idx_file(const std::string& path, const idx_alloc& alloc);
+
+// --- fortunes ----------------------------------------------------------------
+
+struct fortune_corpus {
+  std::vector<std::string> classes; // sorted file names
+  std::vector<std::string> texts;
+  std::vector<int64_t> labels;
+};
+
+/// Category files of a fortunes directory: regular files (not symlinks) with
+/// a matching .dat, excluding *.dat and *.u8; no recursion (off/ is skipped).
+std::vector<std::string> fortune_categories(const std::string& dir);
+
+/// Every fortune of every category, stripped, empty ones skipped.
+result<fortune_corpus> read_fortunes(const std::string& dir);
+
+/// About 10% of texts, chosen by a stable hash of the text.
+inline bool fortune_is_test(const std::string& text) { return fnv1a(text) % 10 == 0; }
+
+// --- CSV -----------------------------------------------------------------------
+
+struct csv_table {
+  std::vector<std::string> columns;
+  std::vector<double> values; // row-major, rows x columns.size()
+  int64_t rows = 0;
+};
+
+/// Parses a numeric CSV with a header row. bad_request naming the line (and
+/// column) on ragged rows or non-numeric cells; payload_too_large over
+/// max_bytes.
+result<csv_table> parse_csv(const std::string& path, uint64_t max_bytes = ~0ull);
+
+} // namespace rookery::data::detail
