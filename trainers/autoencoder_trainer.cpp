@@ -190,7 +190,8 @@ metrics AutoencoderTrainer::validate() {
   const int64_t n = test_images_.size(0);
   const int64_t bs = std::max<int64_t>(hyper_.batch_size, 256);
   double loss = 0, kl = 0, sq = 0;
-  for (int64_t start = 0; start < n; start += bs) {
+  int64_t seen = 0;
+  for (int64_t start = 0; start < n && !cancel_requested(); start += bs) {
     const int64_t end = std::min(n, start + bs);
     auto x = gen::image_batch(test_images_, torch::arange(start, end, torch::kLong), size_);
     auto t = losses(x, torch::Tensor());
@@ -199,11 +200,14 @@ metrics AutoencoderTrainer::validate() {
     if (t.kl.defined())
       kl += t.kl.item<double>() * b;
     sq += (t.reconstruction - x).pow(2).sum().item<double>();
+    seen = end;
   }
-  const double pixels = static_cast<double>(n) * channels_ * size_ * size_;
-  metrics m{{"val_loss", loss / static_cast<double>(n)}, {"val_recon", sq / pixels}};
+  if (seen == 0)
+    return {}; // cancelled before the first batch
+  const double pixels = static_cast<double>(seen) * channels_ * size_ * size_;
+  metrics m{{"val_loss", loss / static_cast<double>(seen)}, {"val_recon", sq / pixels}};
   if (model_->variational())
-    m["val_kl"] = kl / static_cast<double>(n);
+    m["val_kl"] = kl / static_cast<double>(seen);
   return m;
 }
 

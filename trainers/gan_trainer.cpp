@@ -306,10 +306,12 @@ metrics GanTrainer::validate() {
   const bool wgan = cfg_.mode == "wgan-gp";
   const int64_t n = std::min<int64_t>(test_images_.size(0), val_real_limit);
   std::vector<torch::Tensor> outs;
-  for (int64_t start = 0; start < n; start += 256) {
+  for (int64_t start = 0; start < n && !cancel_requested(); start += 256) {
     auto idx = torch::arange(start, std::min(n, start + 256), torch::kLong);
     outs.push_back(d_->forward(gen::image_batch(test_images_, idx, size_) * 2 - 1));
   }
+  if (outs.empty())
+    return {}; // cancelled
   auto out_real = torch::cat(outs);
   auto out_fake = d_->forward(g_->forward(fixed_noise()));
   auto mean_out = [wgan](const torch::Tensor& out) {
@@ -346,8 +348,16 @@ std::map<std::string, torch::optim::Optimizer*> GanTrainer::optimizers() {
 }
 
 result<exported_model> GanTrainer::export_model(const std::string& dir) {
+  // Nothing servable, but the generator's final weights stay with the run
+  // (fit() lists every file left in the model directory as an artifact).
+  if (g_) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (auto st = save_module_weights(*g_, (fs::path(dir) / "generator.pt").string()); !st)
+      return st.error();
+  }
   return fail(errc::unprocessable, "a GAN's generator is not an embedding model "
-                                   "(its weights are the artifact generator.pt)");
+                                   "(its weights are saved as generator.pt)");
 }
 
 } // namespace rookery::train

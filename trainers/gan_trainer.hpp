@@ -42,7 +42,7 @@
 // weights in torch.save state_dict format, overwritten every epoch).
 //
 // export_model: a generator is not an embedding model, so it fails with
-// unprocessable; the run keeps generator.pt as its downloadable result.
+// unprocessable after writing <dir>/generator.pt, the run's downloadable result.
 #pragma once
 #include <memory>
 #include <string>

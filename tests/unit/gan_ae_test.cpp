@@ -277,14 +277,13 @@ TEST_CASE("autoencoder trainer: VAE learns with KL > 0; export loads into a fres
   REQUIRE(ex.ok());
   CHECK(ex->arch == "conv_vae");
   CHECK(ex->dim == 8);
-  auto opts = json::parse(ex->options_json);
-  zoo::model_options o;
-  o.in_channels = opts["in_channels"].get<int64_t>();
-  o.image_size = opts["image_size"].get<int64_t>();
-  o.latent_dim = opts["latent_dim"].get<int64_t>();
-  o.width_mult = opts["width_mult"].get<double>();
+  // As the model repository does: options from the JSON, then a strict load.
+  auto parsed = zoo::parse_model_options(ex->options_json);
+  REQUIRE(parsed.ok());
+  auto o = parsed.value();
   CHECK(o.in_channels == 1);
   CHECK(o.image_size == 28);
+  CHECK(o.latent_dim == 8);
   auto fresh = zoo::create_model(ex->arch, o);
   REQUIRE(fresh.ok());
   auto* trained = dynamic_cast<train::AutoencoderTrainer*>(t.get());
@@ -359,6 +358,7 @@ TEST_CASE("gan trainer: DCGAN steps move both networks; samples grid; generator.
   auto ex = t->export_model((tmp.path / "model").string());
   REQUIRE_FALSE(ex.ok());
   CHECK(ex.error().code == errc::unprocessable);
+  CHECK(fs::exists(tmp.path / "model" / "generator.pt"));
 }
 
 TEST_CASE("gan trainer: WGAN-GP critic steps with a finite, positive gradient penalty", "[trainers]") {
@@ -576,4 +576,110 @@ TEST_CASE("gan and autoencoder trainers: modules() and optimizers() hold the who
         CHECK(torch::equal(x[i], y[i]));
     }
   }
+}
+
+TEST_CASE("gan trainer under fit(): artifacts, and a resumed run ends where an uninterrupted one does", "[trainers]") {
+  temp_dir tmp("rookery_gan_fit_");
+  auto ds = fashion_mnist(tmp.path);
+  json spec = {{"trainer", "gan"},
+               {"dataset", "fashion-mnist"},
+               {"hyper",
+                {{"mode", "wgan-gp"}, {"epochs", 2}, {"batch_size", 16}, {"limit_train", 96},
+                 {"limit_test", 32}, {"width", 8}, {"latent_dim", 8}, {"n_critic", 2},
+                 {"schedule", "step"}, {"gamma", 0.5}, {"lr_g", 2e-4}, {"seed", 13}}}};
+  auto params_of = [](train::Trainer& t) {
+    std::vector<torch::Tensor> out;
+    for (auto& [name, m] : t.modules())
+      for (auto& p : m->parameters())
+        out.push_back(p.detach().clone());
+    return out;
+  };
+
+  // Uninterrupted: 2 epochs of 3 steps.
+  auto whole = make(spec, ds);
+  train::run_context ctx;
+  ctx.dir = (tmp.path / "whole").string();
+  auto a = train::fit(*whole, ctx);
+  INFO((a.ok() ? std::string() : a.error().message));
+  REQUIRE(a.ok());
+  CHECK(a->outcome == "completed");
+  CHECK(a->steps == 6);
+  CHECK_FALSE(a->model.has_value()); // nothing servable
+  auto has = [](const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+  };
+  CHECK(has(a->artifacts, "artifacts/samples_epoch1.png"));
+  CHECK(has(a->artifacts, "artifacts/samples_epoch2.png"));
+  CHECK(has(a->artifacts, "artifacts/generator.pt"));
+  CHECK(has(a->artifacts, "model/generator.pt"));
+  CHECK_FALSE(cv::imread((tmp.path / "whole" / "artifacts" / "samples_epoch2.png").string()).empty());
+  CHECK(a->final_metrics.count("gp"));
+  CHECK(a->final_metrics.count("val_loss"));
+  // The step schedule halved each optimizer's own rate for epoch 2.
+  auto opts = whole->optimizers();
+  CHECK(opts["generator"]->param_groups()[0].options().get_lr() == Approx(1e-4));
+  CHECK(opts["discriminator"]->param_groups()[0].options().get_lr() == Approx(5e-5));
+
+  // Interrupted after epoch 1 (epochs = 1), then resumed with epochs = 2 in the same directory.
+  json first = spec;
+  first["hyper"]["epochs"] = 1;
+  auto t1 = make(first, ds);
+  ctx.dir = (tmp.path / "resumed").string();
+  auto b1 = train::fit(*t1, ctx);
+  REQUIRE(b1.ok());
+  CHECK(b1->steps == 3);
+  auto t2 = make(spec, ds);
+  auto b2 = train::fit(*t2, ctx);
+  INFO((b2.ok() ? std::string() : b2.error().message));
+  REQUIRE(b2.ok());
+  CHECK(b2->resumed);
+  CHECK(b2->resumed_from_step == 3);
+  CHECK(b2->steps == 6);
+  auto pa = params_of(*whole), pb = params_of(*t2);
+  REQUIRE(pa.size() == pb.size());
+  bool same = true;
+  for (size_t i = 0; i < pa.size(); ++i)
+    same = same && torch::equal(pa[i], pb[i]);
+  CHECK(same);
+  CHECK(torch::equal(dynamic_cast<train::GanTrainer&>(*whole).fixed_noise(),
+                     dynamic_cast<train::GanTrainer&>(*t2).fixed_noise()));
+}
+
+TEST_CASE("autoencoder trainer under fit(): make_trainer dispatch, exported model, curves", "[trainers]") {
+  temp_dir tmp("rookery_ae_fit_");
+  data::dataset_paths paths;
+  paths.data_dir = tmp.path.string();
+  json spec = {{"trainer", "autoencoder"},
+               {"dataset", "fashion-mnist"},
+               {"hyper",
+                {{"variant", "vae"}, {"epochs", 1}, {"batch_size", 32}, {"limit_train", 128},
+                 {"limit_test", 64}, {"latent_dim", 4}, {"seed", 14}}}};
+  auto t = train::make_trainer(spec, paths, 0, false);
+  INFO((t.ok() ? std::string() : t.error().message));
+  REQUIRE(t.ok());
+  CHECK(t.value()->kind() == "autoencoder");
+  train::run_context ctx;
+  ctx.dir = tmp.path.string();
+  auto r = train::fit(*t.value(), ctx);
+  INFO((r.ok() ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  REQUIRE(r->model.has_value());
+  CHECK(r->model->arch == "conv_vae");
+  CHECK(r->model->dim == 4);
+  CHECK(fs::exists(r->model->weights_path));
+  CHECK(std::find(r->artifacts.begin(), r->artifacts.end(), "artifacts/reconstructions_epoch1.png")
+        != r->artifacts.end());
+  CHECK(std::find(r->artifacts.begin(), r->artifacts.end(), "artifacts/samples_epoch1.png")
+        != r->artifacts.end());
+  CHECK(r->final_metrics.count("val_kl"));
+
+  auto bad = spec;
+  bad["hyper"]["beta"] = -1;
+  auto e = train::make_trainer(bad, paths, 0, false);
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.error().code == errc::bad_request);
+  bad = spec;
+  bad["trainer"] = "gan";
+  bad["hyper"] = {{"mode", "lsgan"}};
+  CHECK(train::make_trainer(bad, paths, 0, false).error().code == errc::bad_request);
 }
