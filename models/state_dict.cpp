@@ -364,6 +364,9 @@ private:
             d->entries.emplace_back(kv->items[0], kv->items[1]);
       return d;
     }
+    // torch::pickle_save (C++) tags typed containers: restore_type_tag(obj, "Dict[str, Tensor]").
+    if (name == "torch.jit._pickle.restore_type_tag" && args->k == pyobj::kind::tuple && !a.empty())
+      return a[0];
     if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
       if (args->k != pyobj::kind::tuple || a.size() < 4 || a[0]->k != pyobj::kind::tensor
           || a[1]->k != pyobj::kind::integer)

@@ -72,7 +72,8 @@ result<std::string> validate_train_spec(const std::string& spec_json, const trai
   }
   // Defaults filled in, the trainer's own keys kept.
   auto hyper = spec.value("hyper", json::object());
-  for (auto& [k, v] : hyper_to_json((*t)->hyper()).items())
+  const auto defaults = hyper_to_json((*t)->hyper()); // named: items() must not dangle
+  for (auto& [k, v] : defaults.items())
     hyper[k] = v;
   spec["hyper"] = hyper;
   return spec.dump();

@@ -528,6 +528,9 @@ result<fit_summary> fit(Trainer& t, const run_context& ctx) {
       vp.values = val;
       for (auto& [k, v] : val)
         prog.latest[k] = v;
+      prog.elapsed_s = vp.time_s;
+      if (ctx.on_progress) // the latest values now include validation's
+        ctx.on_progress(prog);
       emit_point(vp);
       for (auto& a : t.epoch_artifacts(epoch + 1, art_dir.string()))
         add_artifact("artifacts/" + a);
