@@ -638,35 +638,174 @@ status load_state_dict(torch::nn::Module& module, const std::string& path) {
   }
 }
 
-} // namespace rookery
+// --- writing ---------------------------------------------------------------------
+// A pickle of exactly the shape Python's torch.save(model.state_dict()) writes
+// (protocol 2 opcodes only):
+//   OrderedDict() with SETITEMS of name -> _rebuild_tensor_v2(
+//     persistent_load(('storage', torch.<T>Storage, key, 'cpu', numel)),
+//     0, size, stride, False, OrderedDict())
+// and the storages as records data/<key>.
 
-namespace rookery {
+namespace {
+
+class pickle_writer {
+public:
+  void proto() { op(0x80); op(2); }
+  void stop() { op('.'); }
+  void mark() { op('('); }
+  void tuple() { op('t'); }
+  void empty_tuple() { op(')'); }
+  void reduce() { op('R'); }
+  void setitems() { op('u'); }
+  void binpersid() { op('Q'); }
+  void boolean(bool b) { op(b ? 0x88 : 0x89); }
+  void global(const std::string& module, const std::string& name) {
+    op('c');
+    out_ += module + "\n" + name + "\n";
+  }
+  void str(const std::string& s) {
+    op('X');
+    le(s.size(), 4);
+    out_ += s;
+  }
+  void integer(int64_t v) {
+    if (v >= 0 && v < 256) {
+      op('K');
+      le(static_cast<uint64_t>(v), 1);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+      op('J');
+      le(static_cast<uint64_t>(static_cast<uint32_t>(static_cast<int32_t>(v))), 4);
+    } else {
+      op(0x8a); // LONG1: 8 bytes, two's complement little-endian
+      le(8, 1);
+      le(static_cast<uint64_t>(v), 8);
+    }
+  }
+  void int_tuple(at::IntArrayRef values) {
+    mark();
+    for (auto v : values)
+      integer(v);
+    tuple();
+  }
+  const std::string& bytes() const { return out_; }
+
+private:
+  void op(int c) { out_.push_back(static_cast<char>(c)); }
+  void le(uint64_t v, int n) {
+    for (int k = 0; k < n; ++k)
+      out_.push_back(static_cast<char>((v >> (8 * k)) & 0xff));
+  }
+  std::string out_;
+};
+
+const char* storage_name(at::ScalarType st) {
+  switch (st) {
+    case at::kFloat: return "FloatStorage";
+    case at::kDouble: return "DoubleStorage";
+    case at::kHalf: return "HalfStorage";
+    case at::kBFloat16: return "BFloat16Storage";
+    case at::kLong: return "LongStorage";
+    case at::kInt: return "IntStorage";
+    case at::kShort: return "ShortStorage";
+    case at::kChar: return "CharStorage";
+    case at::kByte: return "ByteStorage";
+    case at::kBool: return "BoolStorage";
+    case at::kComplexFloat: return "ComplexFloatStorage";
+    case at::kComplexDouble: return "ComplexDoubleStorage";
+    default: return nullptr;
+  }
+}
+
+} // namespace
 
 status save_module_weights(torch::nn::Module& module, const std::string& path) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+  return fail(errc::internal, "save_module_weights: big-endian hosts are not supported");
+#endif
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path tmp = target.parent_path() / (target.filename().string() + ".tmp");
   try {
-    // A plain dict name -> tensor in torch.save's zip format (torch::pickle_save
-    // writes what Python's torch.load reads), so the file loads back with
-    // load_state_dict() here and with torch.load + load_state_dict in Python.
-    c10::Dict<std::string, at::Tensor> dict;
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (auto& item : module.named_parameters(/*recurse=*/true))
-      dict.insert(item.key(), item.value().detach().contiguous());
+      tensors.emplace_back(item.key(), item.value());
     for (auto& item : module.named_buffers(/*recurse=*/true))
-      dict.insert(item.key(), item.value().detach().contiguous());
-    auto bytes = torch::pickle_save(c10::IValue(dict));
-    auto tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      if (!out)
-        return fail(errc::internal, "cannot write weights to " + tmp);
+      tensors.emplace_back(item.key(), item.value());
+
+    pickle_writer w;
+    std::vector<at::Tensor> storages;
+    w.proto();
+    w.global("collections", "OrderedDict");
+    w.empty_tuple();
+    w.reduce();
+    w.mark();
+    for (auto& [name, value] : tensors) {
+      at::Tensor t;
+      {
+        torch::NoGradGuard no_grad;
+        t = value.detach().to(at::kCPU).contiguous().clone();
+      }
+      const char* storage = storage_name(t.scalar_type());
+      if (!storage)
+        return fail(errc::internal, "save_module_weights: " + name + " has dtype "
+                                      + c10::toString(t.scalar_type())
+                                      + ", which has no torch storage type");
+      const std::string key = std::to_string(storages.size());
+      storages.push_back(t);
+      w.str(name);
+      w.global("torch._utils", "_rebuild_tensor_v2");
+      w.mark();
+      w.mark();
+      w.str("storage");
+      w.global("torch", storage);
+      w.str(key);
+      w.str("cpu");
+      w.integer(t.numel());
+      w.tuple();
+      w.binpersid();
+      w.integer(0); // storage offset
+      w.int_tuple(t.sizes());
+      w.int_tuple(t.strides());
+      w.boolean(false); // requires_grad: a state_dict holds detached tensors
+      w.global("collections", "OrderedDict"); // backward hooks
+      w.empty_tuple();
+      w.reduce();
+      w.tuple();
+      w.reduce();
     }
+    w.setitems();
+    w.stop();
+
     std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec)
-      return fail(errc::internal, "cannot write weights to " + path + ": " + ec.message());
+    if (!target.parent_path().empty())
+      fs::create_directories(target.parent_path(), ec);
+    {
+      caffe2::serialize::PyTorchStreamWriter writer(tmp.string());
+      const auto& pkl = w.bytes();
+      writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+      static const std::string little = "little";
+      writer.writeRecord("byteorder", little.data(), little.size());
+      for (size_t i = 0; i < storages.size(); ++i) {
+        const auto& t = storages[i];
+        writer.writeRecord("data/" + std::to_string(i), t.data_ptr(), t.nbytes());
+      }
+      writer.writeEndOfFile();
+    }
+    fs::rename(tmp, target, ec);
+    if (ec) {
+      fs::remove(tmp, ec);
+      return fail(errc::internal, "cannot write weights file " + path + ": " + ec.message());
+    }
     return {};
+  } catch (const c10::Error& e) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    return fail(errc::internal,
+                "cannot write weights file " + path + ": " + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    return fail(errc::internal, std::string("cannot save weights: ") + e.what());
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    return fail(errc::internal, "cannot write weights file " + path + ": " + e.what());
   }
 }
 

@@ -1,6 +1,7 @@
 // Loading PyTorch checkpoints written by Python's
 //   torch.save(model.state_dict(), path)
-// into a LibTorch module, matched by parameter/buffer name.
+// into a LibTorch module, matched by parameter/buffer name; and writing a
+// LibTorch module's weights in that same format (save_module_weights).
 //
 // LibTorch 1.13's torch::pickle_load cannot read such files (a state_dict is a
 // collections.OrderedDict, which its unpickler turns into None; single-entry
@@ -41,9 +42,14 @@ namespace rookery {
 /// errc::unprocessable with an explanation.
 status load_state_dict(torch::nn::Module& module, const std::string& path);
 
-/// Writes every parameter and buffer of `module` by name as a dict in
-/// torch.save's zip format (atomically): load_state_dict() reads it back, and
-/// so does Python's torch.load. Errors: internal (I/O).
+/// Writes every parameter and buffer of `module` (recursively, LibTorch's
+/// dotted names, which the zoo keeps equal to torchvision's) to `path` in the
+/// format of Python's torch.save(model.state_dict(), path): a zip archive with
+/// a protocol-2 pickle of an OrderedDict of name -> tensor (CPU, contiguous,
+/// dtype kept) and one storage record per tensor. load_state_dict() reads it
+/// back, and so does Python's torch.load. The file is written next to `path`
+/// and renamed into place, so a reader never sees half a file.
+/// Errors: internal (I/O, a dtype without a torch storage type).
 status save_module_weights(torch::nn::Module& module, const std::string& path);
 
 } // namespace rookery

@@ -39,6 +39,7 @@ result<model_options> parse_model_options(const std::string& json_text) {
   num("drop_path", o.drop_path, false);
   num("width_mult", o.width_mult, false);
   num("image_size", o.image_size, true);
+  num("latent_dim", o.latent_dim, true);
   flag("features_only", o.features_only);
   flag("aux_logits", o.aux_logits);
   flag("transform_input", o.transform_input);
@@ -56,8 +57,9 @@ result<model_options> parse_model_options(const std::string& json_text) {
   }
   if (!bad.empty())
     return fail(errc::bad_request, bad);
-  if (o.num_classes < 0 || o.in_channels < 1)
-    return fail(errc::bad_request, "model options need num_classes >= 0 and in_channels >= 1");
+  if (o.num_classes < 0 || o.in_channels < 1 || o.latent_dim < 0)
+    return fail(errc::bad_request,
+                "model options need num_classes >= 0, in_channels >= 1 and latent_dim >= 0");
   return o;
 }
 
@@ -65,6 +67,7 @@ std::string model_options_json(const model_options& o) {
   return nlohmann::json{{"num_classes", o.num_classes},   {"in_channels", o.in_channels},
                         {"dropout", o.dropout},           {"drop_path", o.drop_path},
                         {"width_mult", o.width_mult},     {"image_size", o.image_size},
+                        {"latent_dim", o.latent_dim},
                         {"features_only", o.features_only}, {"out_indices", o.out_indices},
                         {"aux_logits", o.aux_logits},     {"transform_input", o.transform_input}}
     .dump();

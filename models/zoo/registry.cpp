@@ -227,6 +227,8 @@ result<std::shared_ptr<ZooModelImpl>> create_model(const std::string& name,
     }
     entry = it->second;
   }
+  if (options.latent_dim != 0 && entry.family != "autoencoder")
+    return fail(errc::bad_request, name + " has no latent_dim option (autoencoders only)");
   try {
     auto m = entry.make(options);
     if (!m)

@@ -34,6 +34,10 @@ struct model_options {
   bool transform_input = false; // GoogLeNet / Inception V3: re-normalise ImageNet-normalised
                                 // input as their ported TF weights expect (torchvision sets it
                                 // when it loads its pretrained weights)
+  // --- additions (trainers) ---
+  int64_t latent_dim = 0; // autoencoders (conv_ae, conv_vae): size of the latent code, which is
+                          // also num_features(); 0 = the family default (32). Other families
+                          // reject a non-zero value.
 };
 
 /// Base of every zoo model. Subclasses register torchvision's module names.
@@ -109,7 +113,7 @@ result<std::shared_ptr<ZooModelImpl>> create_model(const std::string& name,
 /// model_options from a JSON object's text (absent keys keep defaults; "{}"
 /// or "" give the defaults): bad_request naming a key of the wrong type.
 /// Keys: num_classes, in_channels, dropout, drop_path, width_mult, image_size,
-/// features_only, out_indices, aux_logits, transform_input.
+/// latent_dim, features_only, out_indices, aux_logits, transform_input.
 result<model_options> parse_model_options(const std::string& json_text);
 
 /// The JSON text of `o` (every key), which parse_model_options() reads back.

@@ -1,0 +1,179 @@
+#include "trainers/generative_common.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace rookery::train::gen {
+
+namespace {
+
+const nlohmann::json& empty_object() {
+  static const nlohmann::json e = nlohmann::json::object();
+  return e;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i)
+    out += (i ? ", " : "") + ("\"" + v[i] + "\"");
+  return out;
+}
+
+} // namespace
+
+hyper_reader::hyper_reader(const nlohmann::json& hyper) : h_(hyper.is_object() ? hyper : empty_object()) {}
+
+bool hyper_reader::has(const char* key) const {
+  return h_.contains(key) && !h_.at(key).is_null();
+}
+
+void hyper_reader::integer(const char* key, int64_t& out, int64_t lo, int64_t hi) {
+  if (!error_.empty() || !has(key))
+    return;
+  const auto& v = h_.at(key);
+  int64_t x = 0;
+  if (v.is_number_integer()) {
+    x = v.get<int64_t>();
+  } else if (v.is_number_float() && std::isfinite(v.get<double>())
+             && v.get<double>() == std::floor(v.get<double>())
+             && std::fabs(v.get<double>()) < 9e15) {
+    x = static_cast<int64_t>(v.get<double>());
+  } else {
+    error_ = std::string("hyper.") + key + " must be an integer";
+    return;
+  }
+  if (x < lo || x > hi) {
+    error_ = std::string("hyper.") + key + " must be in [" + std::to_string(lo) + ", "
+             + std::to_string(hi) + "], got " + std::to_string(x);
+    return;
+  }
+  out = x;
+}
+
+void hyper_reader::number(const char* key, double& out, double lo, double hi, bool lo_open) {
+  if (!error_.empty() || !has(key))
+    return;
+  const auto& v = h_.at(key);
+  if (!v.is_number() || !std::isfinite(v.get<double>())) {
+    error_ = std::string("hyper.") + key + " must be a finite number";
+    return;
+  }
+  const double x = v.get<double>();
+  if ((lo_open ? x <= lo : x < lo) || x > hi) {
+    error_ = std::string("hyper.") + key + " must be in " + (lo_open ? "(" : "[")
+             + nlohmann::json(lo).dump() + ", " + nlohmann::json(hi).dump() + "], got "
+             + v.dump();
+    return;
+  }
+  out = x;
+}
+
+void hyper_reader::choice(const char* key, std::string& out, const std::vector<std::string>& allowed) {
+  if (!error_.empty() || !has(key))
+    return;
+  const auto& v = h_.at(key);
+  if (!v.is_string() || std::find(allowed.begin(), allowed.end(), v.get<std::string>()) == allowed.end()) {
+    error_ = std::string("hyper.") + key + " must be one of " + join(allowed) + ", got " + v.dump();
+    return;
+  }
+  out = v.get<std::string>();
+}
+
+status hyper_reader::done() const {
+  if (!error_.empty())
+    return fail(errc::bad_request, error_);
+  return {};
+}
+
+result<const nlohmann::json*> hyper_object(const nlohmann::json& spec) {
+  if (!spec.is_object())
+    return fail(errc::bad_request, "the job spec must be a JSON object");
+  auto it = spec.find("hyper");
+  if (it == spec.end() || it->is_null())
+    return &empty_object();
+  if (!it->is_object())
+    return fail(errc::bad_request, "hyper must be a JSON object");
+  return &*it;
+}
+
+status check_image_dataset(const data::dataset_info& ds, const std::string& trainer) {
+  if (ds.kind != "image_classification")
+    return fail(errc::bad_request, "the " + trainer + " trainer needs an image data set; "
+                                     + ds.name + " is " + (ds.kind.empty() ? "of unknown kind" : ds.kind));
+  if (!ds.available)
+    return fail(errc::not_found, "data set " + ds.name + " is not available"
+                                   + (ds.status.empty() ? std::string() : ": " + ds.status));
+  if (ds.item_shape.size() == 3 && ds.item_shape[0] != 1 && ds.item_shape[0] != 3)
+    return fail(errc::bad_request, "the " + trainer + " trainer needs 1- or 3-channel images; "
+                                     + ds.name + " has " + std::to_string(ds.item_shape[0]));
+  return {};
+}
+
+result<int64_t> resolve_image_size(int64_t requested, int64_t h, int64_t w) {
+  auto fits = [](int64_t s) { return s >= 8 && s <= 256 && s % 4 == 0; };
+  if (requested > 0) {
+    if (!fits(requested))
+      return fail(errc::bad_request, "hyper.image_size must be a multiple of 4 in [8, 256], got "
+                                       + std::to_string(requested));
+    return requested;
+  }
+  if (h == w && fits(h))
+    return h;
+  return fail(errc::bad_request, "images of " + std::to_string(h) + "x" + std::to_string(w)
+                                   + " need hyper.image_size (a multiple of 4 in [8, 256])");
+}
+
+torch::Tensor batch_indices(const torch::Tensor& perm, int64_t j, int64_t batch) {
+  const int64_t n = perm.size(0);
+  auto pos = torch::arange(j * batch, (j + 1) * batch, torch::kLong).remainder(n);
+  return perm.index_select(0, pos);
+}
+
+torch::Tensor image_batch(const torch::Tensor& images, const torch::Tensor& idx, int64_t size) {
+  auto x = images.index_select(0, idx).to(torch::kFloat).div_(255.0);
+  if (x.size(2) != size || x.size(3) != size)
+    x = torch::nn::functional::interpolate(
+          x, torch::nn::functional::InterpolateFuncOptions()
+               .size(std::vector<int64_t>{size, size})
+               .mode(torch::kBilinear)
+               .align_corners(false)
+               .antialias(true))
+          .clamp_(0.0, 1.0);
+  return x;
+}
+
+at::Generator step_generator(uint64_t seed, int64_t epoch, int64_t index, uint64_t salt) {
+  // splitmix64 over the fields: nearby (epoch, index) pairs get unrelated streams.
+  auto mix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  uint64_t s = mix(seed);
+  s = mix(s ^ static_cast<uint64_t>(epoch));
+  s = mix(s ^ static_cast<uint64_t>(index));
+  s = mix(s ^ salt);
+  return at::make_generator<at::CPUGeneratorImpl>(s);
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
+                                                        const hyper_params& h, double lr,
+                                                        double beta1, double beta2) {
+  if (h.optimizer == "sgd")
+    return std::make_unique<torch::optim::SGD>(
+      params, torch::optim::SGDOptions(lr).momentum(h.momentum).weight_decay(h.weight_decay));
+  if (h.optimizer == "adamw")
+    return std::make_unique<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(lr).betas({beta1, beta2}).weight_decay(h.weight_decay));
+  return std::make_unique<torch::optim::Adam>(
+    params, torch::optim::AdamOptions(lr).betas({beta1, beta2}).weight_decay(h.weight_decay));
+}
+
+torch::Tensor per_item_mean(const torch::Tensor& per_element) {
+  return per_element.reshape({per_element.size(0), -1}).sum(1).mean();
+}
+
+} // namespace rookery::train::gen

@@ -1,0 +1,75 @@
+// Helpers shared by the generative trainers (GanTrainer, AutoencoderTrainer):
+// reading their own hyper-parameter keys with bad_request naming the key,
+// image batches from the uint8 data set, per-step random generators, and
+// optimizer construction. Internal to trainers/.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <nlohmann/json_fwd.hpp>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include "common/result.hpp"
+#include "datasets/registry.hpp"
+#include "trainers/trainer.hpp"
+
+namespace rookery::train::gen {
+
+/// Reads optional keys of a "hyper" object; the first problem is kept and
+/// later reads leave their defaults alone.
+class hyper_reader {
+public:
+  explicit hyper_reader(const nlohmann::json& hyper);
+  /// An integer in [lo, hi].
+  void integer(const char* key, int64_t& out, int64_t lo, int64_t hi);
+  /// A finite number in [lo, hi] (lo_open: > lo).
+  void number(const char* key, double& out, double lo, double hi, bool lo_open = false);
+  /// One of `allowed`.
+  void choice(const char* key, std::string& out, const std::vector<std::string>& allowed);
+  bool has(const char* key) const;
+  /// ok, or bad_request naming the first bad key.
+  status done() const;
+
+private:
+  const nlohmann::json& h_;
+  std::string error_;
+};
+
+/// The spec's "hyper" object (an empty object when absent); bad_request when
+/// it is not an object.
+result<const nlohmann::json*> hyper_object(const nlohmann::json& spec);
+
+/// bad_request unless `ds` is an available image_classification data set of
+/// 1- or 3-channel images.
+status check_image_dataset(const data::dataset_info& ds, const std::string& trainer);
+
+/// The square side the model trains on: `requested` (> 0) or the data's own
+/// size when square and a multiple of 4 in [8, 256]; bad_request otherwise.
+result<int64_t> resolve_image_size(int64_t requested, int64_t h, int64_t w);
+
+/// B indices of the epoch permutation `perm`, from position j * B on,
+/// wrapping around when the data set is smaller than the batches need.
+torch::Tensor batch_indices(const torch::Tensor& perm, int64_t j, int64_t batch);
+
+/// Float images (B, C, size, size) in [0, 1] of `images` (uint8 N x C x H x W)
+/// at `idx`, resized (bilinear, antialiased) when the data's size differs.
+torch::Tensor image_batch(const torch::Tensor& images, const torch::Tensor& idx, int64_t size);
+
+/// A CPU generator seeded by (seed, epoch, index, salt): the noise of one step
+/// as a pure function of its position in the run.
+at::Generator step_generator(uint64_t seed, int64_t epoch, int64_t index, uint64_t salt);
+
+/// The optimizer named by hyper.optimizer (adam | adamw | sgd) at `lr`, with
+/// hyper.weight_decay and hyper.momentum; Adam's betas from the arguments.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
+                                                        const hyper_params& h, double lr,
+                                                        double beta1, double beta2);
+
+/// Sum over the non-batch dimensions, mean over the batch.
+torch::Tensor per_item_mean(const torch::Tensor& per_element);
+
+} // namespace rookery::train::gen
