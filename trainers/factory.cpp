@@ -1,24 +1,11 @@
-// make_trainer: the trainer a job spec names. The GAN, autoencoder and RNN
-// trainers register through their own make_* functions; each is referenced
-// only when its source exists (the same weak-reference scheme as the zoo
-// registry), so this file builds while a trainer is being written.
+// make_trainer: the trainer a job spec names.
 #include <nlohmann/json.hpp>
 
-#include "trainers/classifier_trainer.hpp"
-#include "trainers/trainer.hpp"
-
-#if __has_include("trainers/gan_trainer.hpp")
-#include "trainers/gan_trainer.hpp"
-#define ROOKERY_HAS_GAN 1
-#endif
-#if __has_include("trainers/autoencoder_trainer.hpp")
 #include "trainers/autoencoder_trainer.hpp"
-#define ROOKERY_HAS_AE 1
-#endif
-#if __has_include("trainers/rnn_trainer.hpp")
+#include "trainers/classifier_trainer.hpp"
+#include "trainers/gan_trainer.hpp"
 #include "trainers/rnn_trainer.hpp"
-#define ROOKERY_HAS_RNN 1
-#endif
+#include "trainers/trainer.hpp"
 
 namespace rookery::train {
 
@@ -44,33 +31,17 @@ result<std::unique_ptr<Trainer>> make_trainer(const nlohmann::json& spec,
   const auto kind = t->get<std::string>();
   if (kind == "classifier")
     return make_classifier_trainer(spec, *ds, paths);
-#ifdef ROOKERY_HAS_GAN
   if (kind == "gan")
     return make_gan_trainer(spec, *ds);
-#endif
-#ifdef ROOKERY_HAS_AE
   if (kind == "autoencoder")
     return make_autoencoder_trainer(spec, *ds);
-#endif
-#ifdef ROOKERY_HAS_RNN
   if (kind == "rnn")
     return make_rnn_trainer(spec, *ds);
-#endif
   return fail(errc::bad_request, "unknown trainer '" + kind + "'; known: " + known_trainers());
 }
 
 std::string known_trainers() {
-  std::string out = "classifier";
-#ifdef ROOKERY_HAS_GAN
-  out += ", gan";
-#endif
-#ifdef ROOKERY_HAS_AE
-  out += ", autoencoder";
-#endif
-#ifdef ROOKERY_HAS_RNN
-  out += ", rnn";
-#endif
-  return out;
+  return "classifier, gan, autoencoder, rnn";
 }
 
 } // namespace rookery::train

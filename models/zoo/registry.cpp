@@ -17,35 +17,6 @@
 
 namespace rookery::zoo {
 
-// The families of the other half of the zoo may not exist yet. Their
-// registration functions are referenced weakly while their source is absent
-// (the weak reference resolves to null and the registry skips them), strongly
-// once models/zoo/<family>.cpp exists. A weak undefined reference alone would
-// not do: it does not make the linker pull the object out of the static
-// library, so the family would stay unregistered in every binary that does not
-// reference it otherwise (e.g. the server).
-#if !__has_include("efficientnet.cpp")
-__attribute__((weak)) void register_efficientnet_models();
-#endif
-#if !__has_include("regnet.cpp")
-__attribute__((weak)) void register_regnet_models();
-#endif
-#if !__has_include("convnext.cpp")
-__attribute__((weak)) void register_convnext_models();
-#endif
-#if !__has_include("vit.cpp")
-__attribute__((weak)) void register_vit_models();
-#endif
-#if !__has_include("swin.cpp")
-__attribute__((weak)) void register_swin_models();
-#endif
-#if !__has_include("small_models.cpp")
-__attribute__((weak)) void register_small_models();
-#endif
-#if !__has_include("autoencoder.cpp")
-__attribute__((weak)) void register_autoencoder_models();
-#endif
-
 namespace {
 
 struct registry {
@@ -71,11 +42,13 @@ void ensure_registered() {
     register_mobilenet_models();
     register_mnasnet_models();
     register_shufflenet_models();
-    for (auto* f : {&register_efficientnet_models, &register_regnet_models,
-                    &register_convnext_models, &register_vit_models, &register_swin_models,
-                    &register_small_models, &register_autoencoder_models})
-      if (f)
-        f();
+    register_efficientnet_models();
+    register_regnet_models();
+    register_convnext_models();
+    register_vit_models();
+    register_swin_models();
+    register_small_models();
+    register_autoencoder_models();
   });
 }
 
