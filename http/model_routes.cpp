@@ -162,24 +162,13 @@ void model_metadata(const std::shared_ptr<api>& a, const ctx_ptr& ctx, const std
 void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
   if (!has_models(a, ctx, false))
     return;
-  if (ctx->req->body().size() > a->cfg.max_upload_bytes)
-    return respond_problem(ctx, errc::payload_too_large,
-                           "the upload is larger than max_upload_bytes ("
-                             + std::to_string(a->cfg.max_upload_bytes) + ")");
-  if (!is_multipart(ctx->req))
-    return respond_problem(ctx, errc::unsupported_media,
-                           "upload models as multipart/form-data with fields name, arch, "
-                           "format, options and preprocess (optional) and the file part 'weights'");
-  auto parts = parse_form(ctx->req);
-  if (!parts)
-    return respond_problem(ctx, errc::bad_request, "malformed multipart body");
-  std::map<std::string, std::string> fields;
-  for (auto& p : *parts)
-    fields[p.name] = std::move(p.body);
-  for (auto f : {"name", "arch", "weights"})
-    if (fields[f].empty())
-      return respond_problem(ctx, errc::bad_request, std::string{"the form needs a non-empty '"}
-                                                       + f + "' part");
+  auto form = read_upload_form(a, ctx,
+                               "upload models as multipart/form-data with fields name, arch, "
+                               "format, options and preprocess (optional) and the file part 'weights'",
+                               {"name", "arch", "weights"});
+  if (!form)
+    return;
+  auto& fields = *form;
   auto weights = std::make_shared<std::string>(std::move(fields["weights"]));
   model_import req{fields["name"], fields["arch"], fields["format"], "", fields["options"],
                    fields["preprocess"]};
@@ -193,28 +182,21 @@ void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
     }
   with_principal(a, ctx, "admin", [=](caf::event_based_actor* self, const principal&) {
     // The upload goes to a file the import copies from; removed afterwards.
-    auto dir = fs::path(a->cfg.data) / "uploads";
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    auto path = (dir / (crypto::random_id("upload_") + ".bin")).string();
-    {
-      std::ofstream out(path, std::ios::binary);
-      out.write(weights->data(), static_cast<std::streamsize>(weights->size()));
-      if (!out)
-        return respond_problem(ctx, errc::internal, "cannot store the upload");
-    }
+    auto path = save_upload(a, ctx, *weights, "upload_");
+    if (!path)
+      return;
     auto r = req;
-    r.weights_path = path;
+    r.weights_path = *path;
     self->request(a->nodes.models, std::chrono::minutes(5), caf::put_atom::value, r)
       .then(
         [=](model_meta& m) {
           std::error_code ec;
-          fs::remove(path, ec);
+          fs::remove(*path, ec);
           respond_json(ctx, 201, meta_json(m));
         },
         [=](caf::error& e) {
           std::error_code ec;
-          fs::remove(path, ec);
+          fs::remove(*path, ec);
           respond_error(ctx, e);
         });
   });

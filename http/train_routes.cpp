@@ -247,25 +247,15 @@ std::optional<double> form_number(const ctx_ptr& ctx, const std::map<std::string
 }
 
 void upload_dataset(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
-  if (ctx->req->body().size() > a->cfg.max_upload_bytes)
-    return respond_problem(ctx, errc::payload_too_large,
-                           "the upload is larger than max_upload_bytes ("
-                             + std::to_string(a->cfg.max_upload_bytes) + ")");
-  if (!is_multipart(ctx->req))
-    return respond_problem(ctx, errc::unsupported_media,
-                           "upload data sets as multipart/form-data: 'name', optional 'format' "
-                           "(image_folder | csv), 'image_size', 'channels', 'test_fraction', and "
-                           "the file part 'file' (a tar/zip of class folders, or a CSV)");
-  auto parts = parse_form(ctx->req);
-  if (!parts)
-    return respond_problem(ctx, errc::bad_request, "malformed multipart body");
-  std::map<std::string, std::string> fields;
-  for (auto& p : *parts)
-    fields[p.name] = std::move(p.body);
-  for (auto f : {"name", "file"})
-    if (fields[f].empty())
-      return respond_problem(ctx, errc::bad_request,
-                             std::string{"the form needs a non-empty '"} + f + "' part");
+  auto form = read_upload_form(
+    a, ctx,
+    "upload data sets as multipart/form-data: 'name', optional 'format' (image_folder | csv), "
+    "'image_size', 'channels', 'test_fraction', and the file part 'file' (a tar/zip of class "
+    "folders, or a CSV)",
+    {"name", "file"});
+  if (!form)
+    return;
+  auto& fields = *form;
   auto size = form_number(ctx, fields, "image_size", 0);
   if (!size)
     return;
@@ -287,18 +277,11 @@ void upload_dataset(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
   up.channels = static_cast<int64_t>(*channels);
   up.test_fraction = *test_fraction;
   with_principal(a, ctx, "train", [=](caf::event_based_actor* self, const principal& who) {
-    auto dir = fs::path(a->cfg.data) / "uploads";
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    auto path = (dir / (crypto::random_id("dataset_") + ".bin")).string();
-    {
-      std::ofstream out(path, std::ios::binary);
-      out.write(file->data(), static_cast<std::streamsize>(file->size()));
-      if (!out)
-        return respond_problem(ctx, errc::internal, "cannot store the upload");
-    }
+    auto path = save_upload(a, ctx, *file, "dataset_");
+    if (!path)
+      return;
     auto req = up;
-    req.file = path; // the dataset actor removes it
+    req.file = *path; // the dataset actor removes it
     self->request(a->nodes.datasets, std::chrono::minutes(10), caf::put_atom::value, who, req)
       .then([=](dataset_record& d) { respond_json(ctx, 201, dataset_json(d)); },
             [=](caf::error& e) { respond_error(ctx, e); });

@@ -15,8 +15,8 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-constexpr int64_t fixed_image_count = 8;  // reconstructions grid: one row of originals
-constexpr int64_t fixed_code_count = 32;  // samples grid: 4 rows of 8
+constexpr int64_t fixed_image_count = 8; // reconstructions grid: one row of originals
+constexpr int64_t fixed_code_count = 32; // samples grid: 4 rows of 8
 constexpr uint64_t salt_noise = 0x41450001;
 constexpr uint64_t salt_fixed = 0x41450002;
 
@@ -46,31 +46,16 @@ result<autoencoder_config> parse_autoencoder_config(const nlohmann::json& hyper)
   if (auto st = r.done(); !st)
     return st.error();
   if (c.image_size != 0 && (c.image_size < 8 || c.image_size % 4 != 0))
-    return fail(errc::bad_request, "hyper.image_size must be 0 or a multiple of 4 in [8, 256], got "
-                                     + std::to_string(c.image_size));
+    return fail(errc::bad_request,
+                "hyper.image_size must be 0 or a multiple of 4 in [8, 256], got " +
+                    std::to_string(c.image_size));
   return c;
 }
 
 result<std::unique_ptr<Trainer>> make_autoencoder_trainer(const nlohmann::json& spec,
                                                           const data::dataset_info& ds) {
-  auto hyper = gen::hyper_object(spec);
-  if (!hyper)
-    return hyper.error();
-  auto h = parse_hyper(*hyper.value());
-  if (!h)
-    return h.error();
-  auto cfg = parse_autoencoder_config(*hyper.value());
-  if (!cfg)
-    return cfg.error();
-  if (auto st = gen::check_image_dataset(ds, "autoencoder"); !st)
-    return st.error();
-  if (ds.item_shape.size() == 3) {
-    auto size = gen::resolve_image_size(cfg->image_size, ds.item_shape[1], ds.item_shape[2]);
-    if (!size)
-      return size.error();
-  }
-  return std::unique_ptr<Trainer>(
-    std::make_unique<AutoencoderTrainer>(h.value(), spec, cfg.value(), ds));
+  return gen::make_image_trainer<AutoencoderTrainer>(
+      spec, ds, "autoencoder", [](const nlohmann::json& h) { return parse_autoencoder_config(h); });
 }
 
 AutoencoderTrainer::AutoencoderTrainer(hyper_params h, const nlohmann::json& spec,
@@ -94,9 +79,10 @@ status AutoencoderTrainer::setup() {
       return fail(errc::internal, "data set " + ds_.name + " did not load as uint8 N x C x H x W");
     channels_ = train_images_.size(1);
     if (channels_ != 1 && channels_ != 3)
-      return fail(errc::bad_request, "the autoencoder trainer needs 1- or 3-channel images, got "
-                                       + std::to_string(channels_));
-    auto size = gen::resolve_image_size(cfg_.image_size, train_images_.size(2), train_images_.size(3));
+      return fail(errc::bad_request, "the autoencoder trainer needs 1- or 3-channel images, got " +
+                                         std::to_string(channels_));
+    auto size =
+        gen::resolve_image_size(cfg_.image_size, train_images_.size(2), train_images_.size(3));
     if (!size)
       return size.error();
     size_ = size.value();
@@ -125,7 +111,8 @@ status AutoencoderTrainer::setup() {
     opt_ = gen::make_optimizer(model_->parameters(), hyper_, hyper_.lr, 0.9, 0.999);
     return {};
   } catch (const c10::Error& e) {
-    return fail(errc::internal, "autoencoder setup failed: " + first_line(e.what_without_backtrace()));
+    return fail(errc::internal,
+                "autoencoder setup failed: " + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return fail(errc::internal, std::string("autoencoder setup failed: ") + e.what());
   }
@@ -143,15 +130,15 @@ void AutoencoderTrainer::train_mode() {
 }
 
 AutoencoderTrainer::loss_terms AutoencoderTrainer::losses(const torch::Tensor& x,
-                                                         const torch::Tensor& eps) {
+                                                          const torch::Tensor& eps) {
   loss_terms t;
   auto [mu, logvar] = model_->encode(x);
   auto z = (model_->variational() && eps.defined()) ? model_->reparameterize(mu, logvar, eps) : mu;
   auto logits = model_->decode_logits(z);
   t.reconstruction = torch::sigmoid(logits);
   if (cfg_.loss == "bce")
-    t.recon = gen::per_item_mean(
-      F::binary_cross_entropy_with_logits(logits, x, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone)));
+    t.recon = gen::per_item_mean(F::binary_cross_entropy_with_logits(
+        logits, x, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone)));
   else
     t.recon = gen::per_item_mean((t.reconstruction - x).pow(2));
   t.loss = t.recon;
@@ -211,7 +198,8 @@ metrics AutoencoderTrainer::validate() {
   return m;
 }
 
-std::vector<std::string> AutoencoderTrainer::epoch_artifacts(int64_t epoch, const std::string& dir) {
+std::vector<std::string> AutoencoderTrainer::epoch_artifacts(int64_t epoch,
+                                                             const std::string& dir) {
   std::vector<std::string> out;
   try {
     torch::NoGradGuard no_grad;
@@ -253,8 +241,10 @@ result<exported_model> AutoencoderTrainer::export_model(const std::string& dir) 
   e.weights_path = (fs::path(dir) / "weights.pt").string();
   if (auto st = save_module_weights(*model_, e.weights_path); !st)
     return st.error();
-  nlohmann::json options{{"in_channels", channels_}, {"image_size", size_},
-                         {"latent_dim", cfg_.latent_dim}, {"width_mult", cfg_.width_mult}};
+  nlohmann::json options{{"in_channels", channels_},
+                         {"image_size", size_},
+                         {"latent_dim", cfg_.latent_dim},
+                         {"width_mult", cfg_.width_mult}};
   e.options_json = options.dump();
   nlohmann::json pre{{"size", size_},
                      {"channels", channels_},

@@ -57,19 +57,20 @@ void dcgan_init(nn::Module& m) {
 
 // --- models ----------------------------------------------------------------------
 
-DCGANGeneratorImpl::DCGANGeneratorImpl(int64_t nz, int64_t channels, int64_t image_size,
-                                       int64_t w)
+DCGANGeneratorImpl::DCGANGeneratorImpl(int64_t nz, int64_t channels, int64_t image_size, int64_t w)
     : latent_dim(nz) {
   TORCH_CHECK(image_size >= 8 && image_size % 4 == 0, "image_size must be a multiple of 4 >= 8");
   const int64_t s0 = image_size / 4;
   main = register_module(
-    "main",
-    nn::Sequential(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(nz, 2 * w, s0).bias(false)),
-                   nn::BatchNorm2d(2 * w), nn::ReLU(),
-                   nn::ConvTranspose2d(nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1).bias(false)),
-                   nn::BatchNorm2d(w), nn::ReLU(),
-                   nn::ConvTranspose2d(nn::ConvTranspose2dOptions(w, channels, 4).stride(2).padding(1).bias(false)),
-                   nn::Tanh()));
+      "main", nn::Sequential(
+                  nn::ConvTranspose2d(nn::ConvTranspose2dOptions(nz, 2 * w, s0).bias(false)),
+                  nn::BatchNorm2d(2 * w), nn::ReLU(),
+                  nn::ConvTranspose2d(
+                      nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1).bias(false)),
+                  nn::BatchNorm2d(w), nn::ReLU(),
+                  nn::ConvTranspose2d(
+                      nn::ConvTranspose2dOptions(w, channels, 4).stride(2).padding(1).bias(false)),
+                  nn::Tanh()));
 }
 
 torch::Tensor DCGANGeneratorImpl::forward(const torch::Tensor& z) {
@@ -130,33 +131,19 @@ result<gan_config> parse_gan_config(const nlohmann::json& hyper) {
   if (auto st = r.done(); !st)
     return st.error();
   if (c.beta1 >= 1 || c.beta2 >= 1)
-    return fail(errc::bad_request, std::string("hyper.") + (c.beta1 >= 1 ? "beta1" : "beta2")
-                                     + " must be < 1");
+    return fail(errc::bad_request,
+                std::string("hyper.") + (c.beta1 >= 1 ? "beta1" : "beta2") + " must be < 1");
   if (c.image_size != 0 && (c.image_size < 8 || c.image_size % 4 != 0))
-    return fail(errc::bad_request, "hyper.image_size must be 0 or a multiple of 4 in [8, 256], got "
-                                     + std::to_string(c.image_size));
+    return fail(errc::bad_request,
+                "hyper.image_size must be 0 or a multiple of 4 in [8, 256], got " +
+                    std::to_string(c.image_size));
   return c;
 }
 
 result<std::unique_ptr<Trainer>> make_gan_trainer(const nlohmann::json& spec,
                                                   const data::dataset_info& ds) {
-  auto hyper = gen::hyper_object(spec);
-  if (!hyper)
-    return hyper.error();
-  auto h = parse_hyper(*hyper.value());
-  if (!h)
-    return h.error();
-  auto cfg = parse_gan_config(*hyper.value());
-  if (!cfg)
-    return cfg.error();
-  if (auto st = gen::check_image_dataset(ds, "gan"); !st)
-    return st.error();
-  if (ds.item_shape.size() == 3) {
-    auto size = gen::resolve_image_size(cfg->image_size, ds.item_shape[1], ds.item_shape[2]);
-    if (!size)
-      return size.error();
-  }
-  return std::unique_ptr<Trainer>(std::make_unique<GanTrainer>(h.value(), spec, cfg.value(), ds));
+  return gen::make_image_trainer<GanTrainer>(
+      spec, ds, "gan", [](const nlohmann::json& h) { return parse_gan_config(h); });
 }
 
 // --- the trainer --------------------------------------------------------------------
@@ -186,9 +173,10 @@ status GanTrainer::setup() {
       return fail(errc::internal, "data set " + ds_.name + " did not load as uint8 N x C x H x W");
     channels_ = train_images_.size(1);
     if (channels_ != 1 && channels_ != 3)
-      return fail(errc::bad_request, "the gan trainer needs 1- or 3-channel images, got "
-                                       + std::to_string(channels_));
-    auto size = gen::resolve_image_size(cfg_.image_size, train_images_.size(2), train_images_.size(3));
+      return fail(errc::bad_request,
+                  "the gan trainer needs 1- or 3-channel images, got " + std::to_string(channels_));
+    auto size =
+        gen::resolve_image_size(cfg_.image_size, train_images_.size(2), train_images_.size(3));
     if (!size)
       return size.error();
     size_ = size.value();
@@ -224,12 +212,13 @@ void GanTrainer::train_mode() {
     d_->train();
 }
 
-torch::Tensor GanTrainer::d_loss(const torch::Tensor& real_out, const torch::Tensor& fake_out) const {
+torch::Tensor GanTrainer::d_loss(const torch::Tensor& real_out,
+                                 const torch::Tensor& fake_out) const {
   if (cfg_.mode == "wgan-gp")
     return fake_out.mean() - real_out.mean();
-  return F::binary_cross_entropy_with_logits(real_out,
-                                             torch::full_like(real_out, 1.0 - cfg_.label_smoothing))
-         + F::binary_cross_entropy_with_logits(fake_out, torch::zeros_like(fake_out));
+  return F::binary_cross_entropy_with_logits(
+             real_out, torch::full_like(real_out, 1.0 - cfg_.label_smoothing)) +
+         F::binary_cross_entropy_with_logits(fake_out, torch::zeros_like(fake_out));
 }
 
 torch::Tensor GanTrainer::gradient_penalty(const torch::Tensor& real, const torch::Tensor& fake,
@@ -285,15 +274,18 @@ metrics GanTrainer::train_step(int64_t epoch, int64_t index) {
   auto z = torch::randn({bs, cfg_.latent_dim}, gen, torch::kFloat);
   opt_g_->zero_grad();
   auto out = d_->forward(g_->forward(z));
-  auto loss_g = wgan ? -out.mean()
-                     : F::binary_cross_entropy_with_logits(out, torch::ones_like(out));
+  auto loss_g =
+      wgan ? -out.mean() : F::binary_cross_entropy_with_logits(out, torch::ones_like(out));
   loss_g.backward();
   clip_and_step(*opt_g_, g_->parameters());
 
   const double n = static_cast<double>(cfg_.n_critic);
   const double lg = loss_g.item<double>();
-  metrics m{{"loss", lg},          {"loss_g", lg},          {"loss_d", loss_d / n},
-            {"d_real", d_real / n}, {"d_fake", d_fake / n}};
+  metrics m{{"loss", lg},
+            {"loss_g", lg},
+            {"loss_d", loss_d / n},
+            {"d_real", d_real / n},
+            {"d_fake", d_fake / n}};
   if (wgan)
     m["gp"] = gp_sum / n;
   return m;

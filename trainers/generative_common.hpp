@@ -51,6 +51,32 @@ status check_image_dataset(const data::dataset_info& ds, const std::string& trai
 /// size when square and a multiple of 4 in [8, 256]; bad_request otherwise.
 result<int64_t> resolve_image_size(int64_t requested, int64_t h, int64_t w);
 
+/// The factory both generative trainers share: the common hyper-parameters,
+/// the trainer's own (`parse(hyper) -> result<Config>`), an image data set
+/// whose size fits, then `TrainerT(hyper_params, spec, Config, ds)`.
+template <class TrainerT, class Parse>
+result<std::unique_ptr<Trainer>> make_image_trainer(const nlohmann::json& spec,
+                                                    const data::dataset_info& ds,
+                                                    const std::string& name, Parse parse) {
+  auto hyper = hyper_object(spec);
+  if (!hyper)
+    return hyper.error();
+  auto h = parse_hyper(*hyper.value());
+  if (!h)
+    return h.error();
+  auto cfg = parse(*hyper.value());
+  if (!cfg)
+    return cfg.error();
+  if (auto st = check_image_dataset(ds, name); !st)
+    return st.error();
+  if (ds.item_shape.size() == 3) {
+    auto size = resolve_image_size(cfg->image_size, ds.item_shape[1], ds.item_shape[2]);
+    if (!size)
+      return size.error();
+  }
+  return std::unique_ptr<Trainer>(std::make_unique<TrainerT>(h.value(), spec, cfg.value(), ds));
+}
+
 /// B indices of the epoch permutation `perm`, from position j * B on,
 /// wrapping around when the data set is smaller than the batches need.
 torch::Tensor batch_indices(const torch::Tensor& perm, int64_t j, int64_t batch);
