@@ -207,7 +207,8 @@ void register_model(self_ptr self, const job_record& j, const std::string& name,
             self->request(embed, kImportTimeout, caf::put_atom::value, name, name)
                 .then(
                     [=](pipeline_info& p) mutable {
-                      meta.status = "serving as embedding pipeline '" + p.name + "' (dim " +
+                      meta.ready = true;
+              meta.status = "serving as embedding pipeline '" + p.name + "' (dim " +
                                     std::to_string(p.dim) + ")";
                       ok(meta);
                     },

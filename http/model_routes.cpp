@@ -1,12 +1,11 @@
 // The model repository over HTTP (/v1/models) and the Open Inference Protocol
 // (KServe v2) for every model in it (/v2/...).
 #include <filesystem>
-#include <fstream>
 
 #include "actors/auth.hpp"
-#include "common/crypto.hpp"
 #include "http/context.hpp"
 #include "http/multipart.hpp"
+#include "messages/json.hpp"
 #include "messages/registration.hpp"
 
 namespace fs = std::filesystem;
@@ -14,12 +13,6 @@ namespace fs = std::filesystem;
 namespace rookery::http {
 
 namespace {
-
-json meta_json(const model_meta& m) {
-  return json{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
-              {"format", m.format}, {"dim", m.dim},         {"ready", m.ready},
-              {"status", m.status}};
-}
 
 // -- Open Inference Protocol answers: {"error": "..."} on failure --------------
 
@@ -192,7 +185,7 @@ void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
         [=](model_meta& m) {
           std::error_code ec;
           fs::remove(*path, ec);
-          respond_json(ctx, 201, meta_json(m));
+          respond_json(ctx, 201, to_json(m));
         },
         [=](caf::error& e) {
           std::error_code ec;
@@ -216,7 +209,7 @@ void register_model_routes(router_t& r, const std::shared_ptr<api>& a) {
           [=](std::vector<model_meta>& ms) {
             json arr = json::array();
             for (auto& m : ms)
-              arr.push_back(meta_json(m));
+              arr.push_back(to_json(m));
             respond_json(ctx, 200, json{{"models", arr}});
           },
           [=](caf::error& e) { respond_error(ctx, e); });

@@ -1,15 +1,9 @@
 // Training over HTTP: submit a training job, follow it (server-sent events),
 // fetch its artifacts, resume it, register its model; and the dataset registry.
-#include <filesystem>
-#include <fstream>
-
-#include "common/crypto.hpp"
 #include "http/context.hpp"
 #include "http/multipart.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
-
-namespace fs = std::filesystem;
 
 namespace rookery::http {
 
@@ -34,12 +28,6 @@ json dataset_json(const dataset_record& d) {
               {"status", d.status},
               {"owner_id", d.owner_id},
               {"created_at", d.created_at != 0 ? json(d.created_at) : json(nullptr)}};
-}
-
-json model_meta_json(const model_meta& m) {
-  return json{{"name", m.name},         {"version", m.version}, {"arch", m.arch},
-              {"format", m.format},     {"dim", m.dim},         {"input_shape", m.input_shape},
-              {"status", m.status}};
 }
 
 bool finished(const std::string& state) {
@@ -188,7 +176,8 @@ void register_job_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::
     self->request(a->nodes.jobs, std::chrono::minutes(5), register_atom::value, who, id, name)
       .then(
         [=](model_meta& m) {
-          auto j = model_meta_json(m);
+          auto j = to_json(m);
+          j["input_shape"] = m.input_shape;
           j["pipeline"] = m.name;
           j["embed"] = "/v1/pipelines/" + m.name + "/embed";
           respond_json(ctx, 201, j);

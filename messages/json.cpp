@@ -65,6 +65,12 @@ json to_json(const job_record& j) {
   return out;
 }
 
+json to_json(const model_meta& m) {
+  return json{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
+              {"format", m.format}, {"dim", m.dim},         {"ready", m.ready},
+              {"status", m.status}};
+}
+
 json to_json(const model_record& m) {
   return json{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
               {"format", m.format}, {"created_at", m.created_at},

@@ -13,5 +13,6 @@ nlohmann::json to_json(const key_record& k);
 nlohmann::json to_json(const user_record& u);
 nlohmann::json to_json(const job_record& j);
 nlohmann::json to_json(const model_record& m);
+nlohmann::json to_json(const model_meta& m);
 
 } // namespace rookery

@@ -160,26 +160,13 @@ torch::Tensor GanTrainer::fixed_noise() const {
 
 status GanTrainer::setup() {
   try {
-    auto splits = data::load_images(ds_, {hyper_.limit_train, hyper_.limit_test, hyper_.seed});
-    if (!splits)
-      return splits.error();
-    train_images_ = splits->train.images;
-    test_images_ = splits->test.images;
-    if (!train_images_.defined() || train_images_.size(0) == 0)
-      return fail(errc::bad_request, "data set " + ds_.name + " has no training images");
-    if (!test_images_.defined() || test_images_.size(0) == 0)
-      return fail(errc::bad_request, "data set " + ds_.name + " has no test images");
-    if (train_images_.dim() != 4 || train_images_.scalar_type() != torch::kByte)
-      return fail(errc::internal, "data set " + ds_.name + " did not load as uint8 N x C x H x W");
-    channels_ = train_images_.size(1);
-    if (channels_ != 1 && channels_ != 3)
-      return fail(errc::bad_request,
-                  "the gan trainer needs 1- or 3-channel images, got " + std::to_string(channels_));
-    auto size =
-        gen::resolve_image_size(cfg_.image_size, train_images_.size(2), train_images_.size(3));
-    if (!size)
-      return size.error();
-    size_ = size.value();
+    auto data = gen::load_image_data(ds_, hyper_, "gan", cfg_.image_size);
+    if (!data)
+      return data.error();
+    train_images_ = data->train;
+    test_images_ = data->test;
+    channels_ = data->channels;
+    size_ = data->size;
 
     g_ = DCGANGenerator(cfg_.latent_dim, channels_, size_, cfg_.width);
     d_ = DCGANDiscriminator(channels_, size_, cfg_.width, cfg_.mode == "wgan-gp");

@@ -1,5 +1,7 @@
 #include "trainers/generative_common.hpp"
 
+#include "datasets/datasets.hpp"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
@@ -174,6 +176,31 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch:
 
 torch::Tensor per_item_mean(const torch::Tensor& per_element) {
   return per_element.reshape({per_element.size(0), -1}).sum(1).mean();
+}
+
+result<image_data> load_image_data(const data::dataset_info& ds, const hyper_params& h,
+                                   const std::string& trainer, int64_t requested_size) {
+  auto splits = data::load_images(ds, {h.limit_train, h.limit_test, h.seed});
+  if (!splits)
+    return splits.error();
+  image_data out;
+  out.train = splits->train.images;
+  out.test = splits->test.images;
+  if (!out.train.defined() || out.train.size(0) == 0)
+    return fail(errc::bad_request, "data set " + ds.name + " has no training images");
+  if (!out.test.defined() || out.test.size(0) == 0)
+    return fail(errc::bad_request, "data set " + ds.name + " has no test images");
+  if (out.train.dim() != 4 || out.train.scalar_type() != torch::kByte)
+    return fail(errc::internal, "data set " + ds.name + " did not load as uint8 N x C x H x W");
+  out.channels = out.train.size(1);
+  if (out.channels != 1 && out.channels != 3)
+    return fail(errc::bad_request, "the " + trainer + " trainer needs 1- or 3-channel images, got "
+                                     + std::to_string(out.channels));
+  auto size = resolve_image_size(requested_size, out.train.size(2), out.train.size(3));
+  if (!size)
+    return size.error();
+  out.size = size.value();
+  return out;
 }
 
 } // namespace rookery::train::gen

@@ -77,6 +77,19 @@ result<std::unique_ptr<Trainer>> make_image_trainer(const nlohmann::json& spec,
   return std::unique_ptr<Trainer>(std::make_unique<TrainerT>(h.value(), spec, cfg.value(), ds));
 }
 
+/// The images a generative trainer trains on: both splits as uint8
+/// N x C x H x W, their channel count (1 or 3) and the square side to train at.
+struct image_data {
+  torch::Tensor train, test;
+  int64_t channels = 0, size = 0;
+};
+
+/// Loads `ds` with the run's limits and checks it suits `trainer`: non-empty
+/// splits, 1 or 3 channels, a size resolve_image_size() accepts for
+/// `requested_size`. bad_request / the loader's errors otherwise.
+result<image_data> load_image_data(const data::dataset_info& ds, const hyper_params& h,
+                                   const std::string& trainer, int64_t requested_size);
+
 /// B indices of the epoch permutation `perm`, from position j * B on,
 /// wrapping around when the data set is smaller than the batches need.
 torch::Tensor batch_indices(const torch::Tensor& perm, int64_t j, int64_t batch);
