@@ -338,8 +338,8 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
         if (!has_scope(owner, s))
           return to_error(errc::forbidden, "you cannot grant scope '" + s + "' you do not have");
       }
-      if (expires_in_s < 0)
-        return to_error(errc::bad_request, "'expires_in_s' must be positive");
+      if (expires_in_s < 0 || expires_in_s > 10LL * 36525 * 864)
+        return to_error(errc::bad_request, "'expires_in_s' must be positive and at most ten years");
       new_key nk;
       nk.secret = "rk_" + crypto::random_token(32);
       auto& k = nk.record;

@@ -180,6 +180,14 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
       return to_error(errc::unavailable, "pipeline '" + name + "' cannot be added through a "
                                          "gateway: register models on the workers");
     },
+    [=](caf::put_atom, const pipeline_spec_msg& spec) -> caf::result<pipeline_info> {
+      return to_error(errc::unavailable, "pipeline '" + spec.name + "' cannot be added through a "
+                                         "gateway: add pipelines on the workers");
+    },
+    [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
+      return to_error(errc::unavailable, "pipeline '" + name + "' cannot be removed through a "
+                                         "gateway: remove it on the workers");
+    },
   };
 }
 

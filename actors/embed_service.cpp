@@ -1,122 +1,337 @@
 #include "actors/embed_service.hpp"
 
+#include <filesystem>
+#include <set>
+#include <fstream>
+#include <sstream>
+
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/replica.hpp"
 #include "common/inflight.hpp"
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "messages/registration.hpp"
-#include "models/embedding_model.hpp"
-#include "pipelines/image.hpp"
+#include "models/repository.hpp"
+#include "pipelines/pipeline.hpp"
+
+namespace fs = std::filesystem;
 
 namespace rookery {
 
 namespace {
 
-/// Decoder: a detached actor that preprocesses and forwards to a replica.
-using decoder_actor = caf::typed_actor<caf::replies_to<embed_request>::with<embed_result>>;
+/// A pipeline's preprocessing stage: a detached actor that runs the
+/// operators before the model, sends each tensor to the model's shared
+/// replica pool, and runs the operators after the model on the answers.
+using stage_actor = caf::typed_actor<caf::replies_to<embed_request>::with<embed_result>>;
 
-struct pipeline_entry {
-  pipeline_info info;
-  std::vector<decoder_actor> decoders;
-  size_t next = 0;
-  std::vector<caf::actor> owned; // pipelines added at run time: their replicas and decoders
-};
-
-struct service_state {
-  static inline const char* name = "embed_service";
-  std::map<std::string, pipeline_entry> pipelines;
-  std::map<std::string, std::string> mime_table;
-  std::string node;
-};
-
-struct decoder_state {
-  static inline const char* name = "image_decoder";
+struct stage_state {
+  static inline const char* name = "pipeline_stage";
+  std::shared_ptr<const compiled_pipeline> pipeline;
   std::vector<replica_actor> replicas;
   size_t next = 0;
 };
 
-decoder_actor::behavior_type
-image_decoder(decoder_actor::stateful_pointer<decoder_state> self,
-              std::vector<replica_actor> replicas, image_options opts, pipeline_info info,
-              std::chrono::milliseconds timeout) {
+replica_actor next_replica(stage_state& st) {
+  return st.replicas[st.next++ % st.replicas.size()];
+}
+
+stage_actor::behavior_type pipeline_stage(stage_actor::stateful_pointer<stage_state> self,
+                                          std::shared_ptr<const compiled_pipeline> pipeline,
+                                          std::vector<replica_actor> replicas,
+                                          model_registry_actor registry,
+                                          std::chrono::milliseconds timeout) {
+  self->state.pipeline = std::move(pipeline);
   self->state.replicas = std::move(replicas);
+  for (auto& r : self->state.replicas)
+    self->monitor(r);
+  // A replica that goes away (its model was re-imported, or it failed): take
+  // the model's pool again, which the registry re-creates with the newest
+  // version. Requests meanwhile use the replicas that are left.
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    st.replicas.erase(std::remove_if(st.replicas.begin(), st.replicas.end(),
+                                     [&](const replica_actor& r) { return r.address() == dm.source; }),
+                      st.replicas.end());
+    self->request(registry, timeout, caf::get_atom::value, st.pipeline->model())
+      .then(
+        [=](model_pool& pool) {
+          auto& st = self->state;
+          for (auto& a : pool.replicas) {
+            auto r = caf::actor_cast<replica_actor>(a);
+            bool known = false;
+            for (auto& have : st.replicas)
+              known = known || have == r;
+            if (!known) {
+              self->monitor(r);
+              st.replicas.push_back(r);
+            }
+          }
+        },
+        [=](caf::error& e) {
+          log::error("pipeline {}: cannot renew the pool of model {}: {}",
+                     self->state.pipeline->def().name, self->state.pipeline->model(),
+                     to_failure(e).message);
+        });
+  });
   return {
     [=](embed_request& req) -> caf::result<embed_result> {
       auto guard = std::make_shared<inflight::guard>(inflight::embeds()); // until answered
-      auto img = preprocess_image(req.data, opts);
-      if (!img)
-        return to_error(img.error());
-      tensor_msg t;
-      t.shape = {img->c, img->h, img->w};
-      t.data = std::move(img->data);
       auto& st = self->state;
-      auto replica = st.replicas[st.next++ % st.replicas.size()];
+      if (st.replicas.empty())
+        return to_error(errc::unavailable, "model '" + st.pipeline->model() + "' is being replaced; retry");
+      auto prepared = st.pipeline->before_model(std::move(req.data), req.mime);
+      if (!prepared)
+        return to_error(prepared.error());
+      auto state = *prepared;
+      auto inputs = st.pipeline->take_inputs(*state);
+      const size_t n = inputs.data.size();
+      struct gather {
+        std::vector<std::vector<float>> features;
+        size_t left = 0;
+        bool failed = false;
+        double queue_ms = 0, compute_ms = 0;
+      };
+      auto g = std::make_shared<gather>();
+      g->features.resize(n);
+      g->left = n;
       auto rp = self->make_response_promise<embed_result>();
-      self->request(replica, timeout, embed_atom::value, std::move(t))
-        .then(
-          [=](embedding_msg& m) mutable {
-            auto held = guard;
-            embed_result r;
-            r.pipeline = info.name;
-            r.mime = req.mime;
-            r.model = info.model;
-            r.dim = static_cast<uint32_t>(m.values.size());
-            r.embedding = std::move(m.values);
-            r.queue_ms = m.queue_ms;
-            r.compute_ms = m.compute_ms;
-            rp.deliver(std::move(r));
-          },
-          [=](caf::error& e) mutable { rp.deliver(e); });
+      auto pipeline = st.pipeline;
+      auto mime = req.mime;
+      for (size_t i = 0; i < n; ++i) {
+        tensor_msg t;
+        t.shape = {inputs.c, inputs.h, inputs.w};
+        t.data = std::move(inputs.data[i]);
+        self->request(next_replica(st), timeout, embed_atom::value, std::move(t))
+          .then(
+            [=](embedding_msg& m) mutable {
+              if (g->failed)
+                return;
+              g->features[i] = std::move(m.values);
+              g->queue_ms = std::max(g->queue_ms, m.queue_ms);
+              g->compute_ms += m.compute_ms / std::max<uint32_t>(1, m.batch);
+              if (--g->left > 0)
+                return;
+              auto held = guard;
+              auto a = pipeline->after_model(*state, std::move(g->features));
+              if (!a)
+                { rp.deliver(to_error(a.error())); return; }
+              embed_result r;
+              r.pipeline = pipeline->def().name;
+              r.mime = mime;
+              r.model = pipeline->model();
+              r.dim = static_cast<uint32_t>(a->embedding.size());
+              r.embedding = std::move(a->embedding);
+              r.extra_json = std::move(a->extra_json);
+              r.queue_ms = g->queue_ms;
+              r.compute_ms = g->compute_ms;
+              rp.deliver(std::move(r));
+            },
+            [=](caf::error& e) mutable {
+              if (g->failed)
+                return;
+              g->failed = true;
+              rp.deliver(e);
+            });
+      }
       return rp;
     },
   };
 }
 
-pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
-                                   const std::string& name, const std::string& model,
-                                   std::vector<caf::actor>& spawned);
+struct pipeline_entry {
+  pipeline_info info;
+  std::shared_ptr<const compiled_pipeline> compiled;
+  std::vector<stage_actor> stages;
+  size_t next = 0;
+};
+
+struct service_state {
+  static inline const char* name = "embed_service";
+  std::map<std::string, pipeline_entry> pipelines;
+  std::map<std::string, std::string> mime_overrides; // from the configuration: win over pipelines'
+  std::string node;
+};
+
+std::string stored_dir(const config& cfg) {
+  return stored_pipelines_dir(cfg.data);
+}
+
+pipeline_limits limits_of(const config& cfg) {
+  pipeline_limits l;
+  l.max_pixels = cfg.max_image_pixels;
+  l.temp_dir = (fs::path(cfg.data) / "uploads").string();
+  std::error_code ec;
+  fs::create_directories(l.temp_dir, ec);
+  return l;
+}
+
+pipeline_info info_of(const pipeline_def& def, const compiled_pipeline* c) {
+  pipeline_info info;
+  info.name = def.name;
+  info.kind = "pipeline";
+  info.mime_types = def.mime_types;
+  info.builtin = def.builtin;
+  if (c) {
+    info.model = c->model();
+    info.ops_json = c->describe_json();
+    auto ops = nlohmann::json::parse(info.ops_json, nullptr, false);
+    if (ops.is_array() && !ops.empty() && ops[0].is_object())
+      info.kind = ops[0].value("op", "") == "decode_video" ? "video" : "image";
+  }
+  return info;
+}
+
+/// Fills `info` from the model's metadata once its replicas have loaded.
+void apply_meta(pipeline_info& info, const model_meta& m, size_t replicas) {
+  info.ready = m.ready;
+  info.pretrained = m.pretrained;
+  info.weights = m.weights;
+  info.dim = m.dim;
+  info.replicas = static_cast<uint32_t>(replicas);
+  info.status = m.ready ? (m.pretrained ? "serving " + m.name + " (" + m.weights + ")"
+                                        : "serving UNTRAINED random weights for " + m.name
+                                            + ": embeddings are not meaningful. Install weights "
+                                              "with `rookery models import`.")
+                        : "model " + m.name + " is not ready: " + m.status;
+}
+
+/// The operators, stored where a restart finds them (run-time pipelines).
+status store_def(const config& cfg, const pipeline_def& def) {
+  std::error_code ec;
+  fs::create_directories(stored_dir(cfg), ec);
+  auto path = fs::path(stored_dir(cfg)) / (def.name + ".json");
+  auto tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << to_json_text(def) << "\n";
+    if (!out)
+      return fail(errc::internal, "cannot store pipeline " + def.name);
+  }
+  fs::rename(tmp, path, ec);
+  if (ec)
+    return fail(errc::internal, "cannot store pipeline " + def.name + ": " + ec.message());
+  return {};
+}
+
+std::vector<stage_actor> spawn_stages(caf::actor_system& sys, const config& cfg,
+                                      std::shared_ptr<const compiled_pipeline> c, const model_pool& pool,
+                                      model_registry_actor registry) {
+  std::vector<replica_actor> replicas;
+  for (auto& a : pool.replicas)
+    replicas.push_back(caf::actor_cast<replica_actor>(a));
+  std::vector<stage_actor> stages;
+  auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, cfg.decoders); ++i)
+    stages.push_back(sys.spawn<caf::detached>(pipeline_stage, c, replicas, registry, timeout));
+  return stages;
+}
+
+void stop(std::vector<stage_actor>& stages) {
+  for (auto& s : stages)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  stages.clear();
+}
+
+using service_ptr = embed_service_actor::stateful_pointer<service_state>;
+
+/// Adds (or replaces) pipeline `def` without blocking the service: the
+/// model's pool comes from the registry, whose replicas load on their own
+/// threads; `done` gets the pipeline's info once the model answered.
+void add_pipeline(service_ptr self, const config& cfg, model_registry_actor registry,
+                  pipeline_def def, std::function<void(caf::expected<pipeline_info>)> done) {
+  auto c = compiled_pipeline::compile(def, limits_of(cfg));
+  if (!c)
+    return done(to_error(c.error()));
+  auto compiled = *c;
+  auto load_timeout = std::chrono::milliseconds(cfg.import_timeout_ms);
+  self->request(registry, load_timeout, caf::get_atom::value, compiled->model())
+    .then(
+      [=](model_pool& pool) mutable {
+        auto first = caf::actor_cast<replica_actor>(pool.replicas.front());
+        self->request(first, load_timeout, info_atom::value)
+          .then(
+            [=](model_meta& meta) mutable {
+              if (!meta.ready)
+                return done(to_error(errc::unprocessable, "model '" + meta.name + "' cannot serve: "
+                                                            + meta.status));
+              pipeline_entry e;
+              e.compiled = compiled;
+              e.info = info_of(def, compiled.get());
+              apply_meta(e.info, meta, pool.replicas.size());
+              e.stages = spawn_stages(self->system(), cfg, compiled, pool, registry);
+              auto& st = self->state;
+              if (auto old = st.pipelines.find(def.name); old != st.pipelines.end())
+                stop(old->second.stages);
+              auto info = e.info;
+              st.pipelines[def.name] = std::move(e);
+              log::info("pipeline {}: added, {}", def.name, info.status);
+              done(info);
+            },
+            [=](caf::error& err) mutable { done(err); });
+      },
+      [=](caf::error& err) mutable { done(err); });
+}
 
 embed_service_actor::behavior_type
-service_impl(embed_service_actor::stateful_pointer<service_state> self,
-             std::map<std::string, pipeline_entry> pipelines,
-             std::map<std::string, std::string> mime_table, std::string node, config cfg) {
+service_impl(service_ptr self, std::map<std::string, pipeline_entry> pipelines, std::string node,
+             config cfg, model_registry_actor registry) {
   self->state.pipelines = std::move(pipelines);
-  // Pipelines added at run time die with the service. The hook runs after
-  // the state is destroyed: it gets its own list.
-  auto owned = std::make_shared<std::vector<caf::actor>>();
-  self->attach_functor([owned](const caf::error&) {
-    for (auto& a : *owned)
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  });
-  self->state.mime_table = std::move(mime_table);
+  self->state.mime_overrides = cfg.mime_table;
   self->state.node = std::move(node);
+  // Stages die with the service. The hook runs after the state is destroyed:
+  // it gets its own list, refreshed as pipelines come and go.
+  auto all_stages = std::make_shared<std::vector<stage_actor>>();
+  auto remember = [=] {
+    all_stages->clear();
+    for (auto& [n, e] : self->state.pipelines)
+      all_stages->insert(all_stages->end(), e.stages.begin(), e.stages.end());
+  };
+  remember();
+  self->attach_functor([all_stages](const caf::error&) {
+    for (auto& s : *all_stages)
+      caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  });
+  auto pick = [=](const std::string& mime) -> std::string {
+    auto& st = self->state;
+    if (auto i = st.mime_overrides.find(mime); i != st.mime_overrides.end() && st.pipelines.count(i->second))
+      return i->second;
+    // Pipelines added at run time win over built-ins for the same type.
+    std::string found;
+    for (auto& [name, e] : st.pipelines)
+      for (auto& m : e.info.mime_types)
+        if (m == mime && (found.empty() || (st.pipelines.at(found).info.builtin && !e.info.builtin)))
+          found = name;
+    return found;
+  };
   return {
     [=](embed_request& req) -> caf::result<embed_result> {
       auto& st = self->state;
       std::string name = req.pipeline;
       if (name.empty()) {
-        auto i = st.mime_table.find(req.mime);
-        if (i == st.mime_table.end()) {
-          std::string supported;
-          for (auto& [mime, p] : st.mime_table)
-            supported += (supported.empty() ? "" : ", ") + mime;
-          return to_error(errc::unsupported_media, "no pipeline embeds '" + req.mime
-                                                     + "'; supported types: " + supported);
+        name = pick(req.mime);
+        if (name.empty()) {
+          std::set<std::string> supported;
+          for (auto& [n, e] : st.pipelines)
+            supported.insert(e.info.mime_types.begin(), e.info.mime_types.end());
+          std::string list;
+          for (auto& m : supported)
+            list += (list.empty() ? "" : ", ") + m;
+          return to_error(errc::unsupported_media,
+                          "no pipeline embeds '" + req.mime + "'; supported types: " + list);
         }
-        name = i->second;
       }
       auto p = st.pipelines.find(name);
       if (p == st.pipelines.end())
         return to_error(errc::not_found, "unknown pipeline '" + name + "'");
       auto& entry = p->second;
-      if (!entry.info.ready)
-        return to_error(errc::unavailable, "pipeline '" + name + "' is not ready: "
-                                             + entry.info.status);
+      if (!entry.info.ready || entry.stages.empty())
+        return to_error(errc::unavailable, "pipeline '" + name + "' is not ready: " + entry.info.status);
       req.pipeline = name;
-      auto dec = entry.decoders[entry.next++ % entry.decoders.size()];
-      return self->delegate(dec, std::move(req));
+      auto stage = entry.stages[entry.next++ % entry.stages.size()];
+      return self->delegate(stage, std::move(req));
     },
     [=](list_atom) {
       std::vector<pipeline_info> out;
@@ -124,151 +339,119 @@ service_impl(embed_service_actor::stateful_pointer<service_state> self,
         out.push_back(e.info);
       return out;
     },
-    [=](caf::put_atom, const std::string& name,
-        const std::string& model) -> caf::result<pipeline_info> {
-      // Loads the model here, on this actor's thread: the models trainers
-      // export are small (milliseconds); registering a large model this way
-      // delays other pipeline requests for as long as the load takes.
-      std::vector<caf::actor> spawned;
-      auto entry = make_image_pipeline(self->system(), cfg, name, model, spawned);
-      if (!entry.info.ready) {
-        for (auto& a : spawned)
-          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-        return to_error(errc::unprocessable, "cannot serve model '" + model + "': "
-                                               + entry.info.status);
-      }
-      owned->insert(owned->end(), spawned.begin(), spawned.end());
-      entry.owned = std::move(spawned);
+    [=](caf::put_atom, const std::string& name, const std::string& model) -> caf::result<pipeline_info> {
+      // A registered model: an image pipeline with the model's own preprocessing.
+      auto installed = find_installed_model(cfg.data, model);
+      if (!installed)
+        return to_error(installed.error());
+      auto ops = image_ops_for_model(model, installed->preprocess_json);
+      if (!ops)
+        return to_error(ops.error());
+      pipeline_def def;
+      def.name = name;
+      def.ops_json = *ops;
+      auto rp = self->make_response_promise<pipeline_info>();
+      add_pipeline(self, cfg, registry, def, [=](caf::expected<pipeline_info> r) mutable {
+        if (!r)
+          { rp.deliver(r.error()); return; }
+        if (auto s = store_def(cfg, def); !s)
+          log::error("pipeline {}: {}", name, s.error().message);
+        remember();
+        rp.deliver(*r);
+      });
+      return rp;
+    },
+    [=](caf::put_atom, const pipeline_spec_msg& spec) -> caf::result<pipeline_info> {
+      pipeline_def def;
+      def.name = spec.name;
+      def.ops_json = spec.ops_json;
+      def.mime_types = spec.mime_types;
+      if (auto i = self->state.pipelines.find(def.name);
+          i != self->state.pipelines.end() && i->second.info.builtin)
+        return to_error(errc::conflict, "'" + def.name + "' is a built-in pipeline; choose another name");
+      auto rp = self->make_response_promise<pipeline_info>();
+      add_pipeline(self, cfg, registry, def, [=](caf::expected<pipeline_info> r) mutable {
+        if (!r)
+          { rp.deliver(r.error()); return; }
+        if (auto s = store_def(cfg, def); !s)
+          { rp.deliver(to_error(s.error())); return; }
+        remember();
+        rp.deliver(*r);
+      });
+      return rp;
+    },
+    [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
-      if (auto old = st.pipelines.find(name); old != st.pipelines.end()) {
-        for (auto& a : old->second.owned) // the replaced version's actors
-          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-        st.pipelines.erase(old);
-      }
-      auto info = entry.info;
-      st.pipelines.emplace(name, std::move(entry));
-      log::info("pipeline {}: added, {}", name, info.status);
-      return info;
+      auto i = st.pipelines.find(name);
+      if (i == st.pipelines.end())
+        return to_error(errc::not_found, "unknown pipeline '" + name + "'");
+      if (i->second.info.builtin)
+        return to_error(errc::forbidden, "'" + name + "' is a built-in pipeline and cannot be removed");
+      std::error_code ec;
+      fs::remove(fs::path(stored_dir(cfg)) / (name + ".json"), ec);
+      stop(i->second.stages);
+      st.pipelines.erase(i);
+      remember();
+      log::info("pipeline {}: removed", name);
+      return caf::ok_atom::value;
     },
   };
 }
 
 } // namespace
 
-namespace {
-
-/// One image pipeline backed by repository model `model`.
-pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
-                                   const std::string& name, const std::string& model,
-                                   std::vector<caf::actor>& spawned) {
-  pipeline_entry image;
-  auto& info = image.info;
-  info.name = name;
-  info.kind = "image";
-  for (auto& [mime, p] : cfg.mime_table)
-    if (p == name)
-      info.mime_types.push_back(mime);
-  info.model = model;
-
-  std::vector<std::shared_ptr<embedding_model>> models;
-  auto installed = find_installed_model(cfg.data, model);
-  if (installed) {
-    model_spec spec;
-    spec.name = installed->name;
-    spec.arch = installed->arch;
-    spec.weights_path = installed->weights;
-    spec.format = installed->format;
-    spec.options_json = installed->options_json;
-    spec.threads = static_cast<int>(cfg.torch_threads);
-    for (uint32_t i = 0; i < cfg.replicas; ++i) {
-      auto m = embedding_model::load(spec);
-      if (!m) {
-        log::error("pipeline {}: cannot load {} v{}: {}", name, installed->name,
-                   installed->version, m.error().message);
-        info.status = "weights failed to load: " + m.error().message;
-        models.clear();
-        break;
-      }
-      models.emplace_back(std::move(m.value()));
-    }
-    if (!models.empty()) {
-      info.pretrained = true;
-      info.status = "serving " + installed->name + " version " + std::to_string(installed->version)
-                    + " (" + installed->arch + ", " + installed->format + ") from "
-                    + installed->weights;
-      log::info("pipeline {}: {}", name, info.status);
-    }
-  } else {
-    info.status = "no weights installed for model '" + model + "' ("
-                  + installed.error().message + ")";
-  }
-  if (models.empty() && cfg.allow_untrained && !installed) {
-    for (uint32_t i = 0; i < cfg.replicas; ++i) {
-      auto m = embedding_model::create_untrained(model);
-      if (!m) {
-        info.status += "; no untrained fallback: " + m.error().message;
-        models.clear();
-        break;
-      }
-      models.emplace_back(std::move(m.value()));
-    }
-    if (!models.empty()) {
-      info.status += "; serving UNTRAINED random weights: embeddings are not meaningful. "
-                     "Install weights with `rookery models import`.";
-      log::warn("pipeline {}: {}", name, info.status);
-    }
-  }
-  if (models.empty()) {
-    log::error("pipeline {} is not ready: {}", name, info.status);
-    return image;
-  }
-  info.ready = true;
-  info.dim = models.front()->dim();
-  info.replicas = static_cast<uint32_t>(models.size());
-  image_options opts;
-  if (installed && !installed->preprocess_json.empty()) {
-    // The preprocessing the model was trained with (e.g. 28x28 greyscale).
-    auto p = parse_image_options(installed->preprocess_json);
-    if (p)
-      opts = *p;
-    else
-      log::warn("pipeline {}: ignoring the model's preprocess settings: {}", name,
-                p.error().message);
-  }
-  opts.max_pixels = cfg.max_image_pixels;
-  const std::vector<int64_t> input_shape = {opts.channels == 1 ? 1 : 3, opts.crop > 0 ? opts.crop : 224,
-                      opts.crop > 0 ? opts.crop : 224};
-  std::vector<replica_actor> replicas;
-  model_meta meta;
-  meta.name = model;
-  meta.version = installed ? installed->version : 0;
-  meta.arch = installed ? installed->arch : model;
-  meta.format = installed ? installed->format : "untrained";
-  meta.input_shape = input_shape;
-  meta.dim = info.dim;
-  meta.ready = true;
-  meta.status = info.status;
-  for (auto& m : models) {
-    replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, meta, cfg.max_batch));
-    spawned.push_back(caf::actor_cast<caf::actor>(replicas.back()));
-  }
-  auto timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
-  for (uint32_t i = 0; i < cfg.decoders; ++i) {
-    image.decoders.push_back(sys.spawn<caf::detached>(image_decoder, replicas, opts, info, timeout));
-    spawned.push_back(caf::actor_cast<caf::actor>(image.decoders.back()));
-  }
-  return image;
-}
-
-} // namespace
-
 result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
-                                                std::vector<caf::actor>& spawned) {
+                                                std::vector<caf::actor>& spawned,
+                                                model_registry_actor registry) {
+  // Every definition: built-ins, then the configuration's model pipelines,
+  // then what admins added at run time (stored under <data>/pipelines).
+  auto defs = node_pipeline_defs(cfg.data, cfg.pipelines);
+
+  // At start the node waits for its pipelines' models (it is not listening
+  // yet); at run time the same steps run without blocking (add_pipeline).
+  caf::scoped_actor self{sys};
   std::map<std::string, pipeline_entry> pipelines;
-  for (auto& [name, model] : cfg.pipelines)
-    pipelines.emplace(name, make_image_pipeline(sys, cfg, name, model, spawned));
+  const auto load_timeout = std::chrono::milliseconds(cfg.import_timeout_ms);
+  for (auto& [name, def] : defs) {
+    pipeline_entry e;
+    auto c = compiled_pipeline::compile(def, limits_of(cfg));
+    if (!c) {
+      e.info = info_of(def, nullptr);
+      e.info.status = "invalid pipeline: " + c.error().message;
+      log::error("pipeline {}: {}", name, e.info.status);
+      pipelines[name] = std::move(e);
+      continue;
+    }
+    e.compiled = *c;
+    e.info = info_of(def, e.compiled.get());
+    caf::expected<model_pool> pool = caf::make_error(caf::sec::bad_function_call);
+    self->request(registry, load_timeout, caf::get_atom::value, e.compiled->model())
+      .receive([&](model_pool& p) { pool = std::move(p); },
+               [&](caf::error& err) { pool = std::move(err); });
+    if (!pool) {
+      e.info.status = "model '" + e.compiled->model() + "' is not available: " + to_failure(pool.error()).message;
+      log::error("pipeline {}: {}", name, e.info.status);
+      pipelines[name] = std::move(e);
+      continue;
+    }
+    auto first = caf::actor_cast<replica_actor>(pool->replicas.front());
+    model_meta meta;
+    self->request(first, load_timeout, info_atom::value)
+      .receive([&](model_meta& m) { meta = std::move(m); },
+               [&](caf::error& err) { meta.status = to_failure(err).message; });
+    apply_meta(e.info, meta, pool->replicas.size());
+    if (meta.ready) {
+      e.stages = spawn_stages(sys, cfg, e.compiled, *pool, registry);
+      log::info("pipeline {}: {}", name, e.info.status);
+      if (!meta.pretrained)
+        log::warn("pipeline {}: {}", name, e.info.status);
+    } else {
+      log::error("pipeline {} is not ready: {}", name, e.info.status);
+    }
+    pipelines[name] = std::move(e);
+  }
   auto node = cfg.cluster_host + ":" + std::to_string(cfg.cluster_port);
-  return sys.spawn(service_impl, std::move(pipelines), cfg.mime_table, node, cfg);
+  return sys.spawn(service_impl, std::move(pipelines), node, cfg, registry);
 }
 
 } // namespace rookery

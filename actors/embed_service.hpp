@@ -1,7 +1,11 @@
-// The embedding pipelines of one node. The service actor picks a pipeline
-// (explicit name, or the MIME table), hands the bytes to a pool of detached
-// decoder actors (decode -> resize/crop -> normalise) which send the tensor to
-// a model replica and answer with the L2-normalised embedding.
+// The embedding pipelines of one node. A pipeline is a chain of operators
+// (pipelines/pipeline.hpp): built-ins compiled into the binary, the
+// configuration's model pipelines, and those admins add at run time (stored
+// under <data>/pipelines). The service actor picks a pipeline (explicit name,
+// or the MIME type) and hands the bytes to one of the pipeline's detached
+// stage actors, which run the operators before the model, send the tensors
+// to the model's replica pool (owned by the model registry, shared by every
+// pipeline and by /v2), and run the operators after it.
 #pragma once
 #include <map>
 #include <string>
@@ -18,10 +22,12 @@ class actor_system;
 
 namespace rookery {
 
-/// Loads models, spawns replicas and decoders, and returns the service actor.
-/// Never fails for missing weights: the pipeline is then flagged in its info.
-/// Every actor it spawns is appended to `spawned` (to be stopped on shutdown).
+/// Compiles the pipelines, takes their models' pools from `registry` (waiting
+/// for them to load: the node does not listen yet), spawns the stages and
+/// returns the service actor. Never fails for
+/// missing weights: the pipeline is then flagged in its info.
 result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
-                                                std::vector<caf::actor>& spawned);
+                                                std::vector<caf::actor>& spawned,
+                                                model_registry_actor registry);
 
 } // namespace rookery

@@ -151,11 +151,18 @@ caf::behavior trainer_actor(caf::event_based_actor* self, std::string id, std::s
   self->send(self, tick_atom::value);
   return {
       [=](tick_atom) {
-        auto r = run_train_job(spec, env, dir, ctl->stop,
-                               [&](const std::string& type, const std::string& payload) {
-                                 self->send(manager, train_event{id, type, payload});
-                               });
-        if (!ctl->shutdown) { // on shutdown the job stays unfinished, to resume on restart
+        result<std::string> r = fail(errc::internal, "the training run ended unexpectedly");
+        try {
+          r = run_train_job(spec, env, dir, ctl->stop,
+                            [&](const std::string& type, const std::string& payload) {
+                              self->send(manager, train_event{id, type, payload});
+                            });
+        } catch (const std::exception& e) {
+          r = fail(errc::internal, std::string{"the training run failed: "} + e.what());
+        }
+        // Always reported, so the manager frees the run's slot only now. On
+        // shutdown the job stays unfinished in the store, to resume on restart.
+        if (!ctl->shutdown) {
           if (r)
             self->send(manager, done_atom::value, id, true, *r);
           else
@@ -256,9 +263,14 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
   auto schedule = std::make_shared<std::function<void()>>();
   *schedule = [=] {
     auto& st = self->state;
+    std::deque<std::string> held; // resumed while their cancelled run still stops
     while (st.running < st.settings.max_running && !st.queue.empty()) {
       auto id = st.queue.front();
       st.queue.pop_front();
+      if (st.stopping.count(id) != 0) {
+        held.push_back(id);
+        continue;
+      }
       auto i = st.active.find(id);
       if (i == st.active.end() || i->second.state != job_state::queued)
         continue;
@@ -314,6 +326,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
                 self->send(self, done_atom::value, id, false, to_failure(e).message);
               });
     }
+    st.queue.insert(st.queue.begin(), held.begin(), held.end());
   };
 
   auto enqueue = [=](job_record j) {
@@ -411,7 +424,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         }
         auto job = i->second;
         if (job.state == job_state::running)
-          --st.running; // its result is dropped when it arrives
+          st.stopping.insert(id); // keeps its slot until its work reports done
         if (auto r = st.runs->find(id); r != st.runs->end()) {
           r->second->stop = true; // the trainer ends at its next step
           st.runs->erase(r);
@@ -547,6 +560,11 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         auto& st = self->state;
         st.runs->erase(id);
         st.persisted_ms.erase(id);
+        if (st.stopping.erase(id) != 0) { // cancelled: its work has ended now
+          --st.running;
+          (*schedule)();
+          return;
+        }
         auto i = st.active.find(id);
         if (i == st.active.end())
           return; // cancelled meanwhile

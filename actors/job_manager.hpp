@@ -13,6 +13,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,7 +43,12 @@ struct job_manager_state {
   model_registry_actor models; // null on a gateway: no registration there
   job_manager_settings settings;
   std::string jobs_dir;
+  // Jobs holding a run slot: running, plus cancelled ones whose work has not
+  // ended yet (a trainer stops at its next step; an embedding finishes its
+  // request). A slot is freed only when the work reports done, so cancelling
+  // never lets more than max_running jobs compute at once.
   uint32_t running = 0;
+  std::set<std::string> stopping;
   std::deque<std::string> queue;                             // queued job ids
   std::map<std::string, job_record> active;                  // queued or running
   // Running training jobs; shared with the exit hook, which runs after the

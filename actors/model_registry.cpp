@@ -1,6 +1,7 @@
 #include "actors/model_registry.hpp"
 
 #include <caf/all.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/replica.hpp"
 #include "common/log.hpp"
@@ -15,6 +16,17 @@ namespace {
 
 constexpr auto kLoadTimeout = std::chrono::minutes(5);
 
+using self_ptr = model_registry_actor::stateful_pointer<model_registry_state>;
+
+/// Provenance of an installed model's weights: config.json's "provenance"
+/// when the installer wrote one, else the repository entry itself.
+std::string provenance_of(const installed_model& m) {
+  auto j = nlohmann::json::parse(m.config_json, nullptr, false);
+  if (j.is_object() && j.contains("provenance") && j["provenance"].is_string())
+    return j["provenance"].get<std::string>();
+  return "repository model " + m.name + " version " + std::to_string(m.version);
+}
+
 model_meta meta_of(const installed_model& m) {
   model_meta meta;
   meta.name = m.name;
@@ -23,70 +35,100 @@ model_meta meta_of(const installed_model& m) {
   meta.format = m.format;
   meta.dim = m.dim;
   meta.status = "installed, not loaded yet";
+  meta.pretrained = true;
+  meta.weights = provenance_of(m);
   if (auto p = parse_image_options(m.preprocess_json); p && !m.preprocess_json.empty())
     meta.input_shape = {p->channels, p->crop > 0 ? p->crop : 224, p->crop > 0 ? p->crop : 224};
   return meta;
 }
 
-/// The replica serving `name`, spawned (and loading) on first use.
-caf::expected<replica_actor> replica_for(model_registry_actor::stateful_pointer<model_registry_state> self,
-                                         const std::string& name) {
+/// The pool serving `name`, spawned (and loading) on first use.
+caf::expected<model_registry_state::pool*> pool_for(self_ptr self, const std::string& name) {
   auto& st = self->state;
-  if (auto i = st.replicas.find(name); i != st.replicas.end())
-    return i->second;
-  auto m = find_installed_model(st.data_dir, name);
-  if (!m)
-    return to_error(errc::not_found, "no model '" + name + "' in the repository");
+  if (auto i = st.pools.find(name); i != st.pools.end())
+    return &i->second;
   model_spec spec;
-  spec.name = m->name;
-  spec.arch = m->arch;
-  spec.weights_path = m->weights;
-  spec.format = m->format;
-  spec.options_json = m->options_json;
-  spec.threads = st.torch_threads;
-  auto r = self->spawn<caf::detached + caf::linked>(replica_loading, spec, meta_of(*m),
-                                                    st.max_batch);
-  st.replicas.emplace(name, r);
-  log::info("model registry: loading {} version {}", m->name, m->version);
-  return r;
+  model_meta meta;
+  auto m = find_installed_model(st.settings.data_dir, name);
+  if (m) {
+    spec.name = m->name;
+    spec.arch = m->arch;
+    spec.weights_path = m->weights;
+    spec.format = m->format;
+    spec.options_json = m->options_json;
+    meta = meta_of(*m);
+    log::info("model registry: loading {} version {} ({} replicas)", m->name, m->version,
+              st.settings.replicas);
+  } else if (st.settings.allow_untrained && embedding_model::can_create_untrained(name)) {
+    spec.name = name;
+    spec.arch = name;
+    spec.format = "untrained";
+    meta.name = name;
+    meta.arch = name;
+    meta.format = "untrained";
+    meta.pretrained = false;
+    meta.weights = "none: seeded random initialisation (no weights installed)";
+    log::warn("model registry: no weights for {}; serving UNTRAINED random weights "
+              "(embeddings are not meaningful)", name);
+  } else {
+    return to_error(errc::not_found, "no model '" + name + "' in the repository");
+  }
+  spec.threads = st.settings.torch_threads;
+  model_registry_state::pool p;
+  p.meta = meta;
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, st.settings.replicas); ++i)
+    p.replicas.push_back(self->spawn<caf::detached + caf::linked>(replica_loading, spec, meta,
+                                                                  st.settings.max_batch));
+  return &st.pools.emplace(name, std::move(p)).first->second;
 }
 
-void forget(model_registry_actor::stateful_pointer<model_registry_state> self,
-            const std::string& name) {
-  auto i = self->state.replicas.find(name);
-  if (i == self->state.replicas.end())
+void forget(self_ptr self, const std::string& name) {
+  auto i = self->state.pools.find(name);
+  if (i == self->state.pools.end())
     return;
-  self->unlink_from(i->second);
-  self->send_exit(i->second, caf::exit_reason::user_shutdown);
-  self->state.replicas.erase(i);
+  for (auto& r : i->second.replicas) {
+    self->unlink_from(r);
+    self->send_exit(r, caf::exit_reason::user_shutdown);
+  }
+  self->state.pools.erase(i);
 }
 
 } // namespace
 
 model_registry_actor::behavior_type
 model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state> self,
-                    std::string data_dir, uint32_t max_batch, int torch_threads) {
-  self->state.data_dir = std::move(data_dir);
-  self->state.max_batch = max_batch;
-  self->state.torch_threads = torch_threads;
+                    model_registry_settings settings) {
+  self->state.settings = std::move(settings);
   return {
     [=](infer_atom, const std::string& name, tensor_msg& input) -> caf::result<tensor_msg> {
-      auto r = replica_for(self, name);
-      if (!r)
-        return r.error();
-      return self->delegate(*r, infer_atom::value, std::move(input));
+      auto p = pool_for(self, name);
+      if (!p)
+        return p.error();
+      auto& pool = **p;
+      auto r = pool.replicas[pool.next++ % pool.replicas.size()];
+      return self->delegate(r, infer_atom::value, std::move(input));
     },
     [=](info_atom, const std::string& name) -> caf::result<model_meta> {
-      auto r = replica_for(self, name);
-      if (!r)
-        return r.error();
-      return self->delegate(*r, info_atom::value);
+      auto p = pool_for(self, name);
+      if (!p)
+        return p.error();
+      return self->delegate((*p)->replicas.front(), info_atom::value);
+    },
+    [=](caf::get_atom, const std::string& name) -> caf::result<model_pool> {
+      auto p = pool_for(self, name);
+      if (!p)
+        return p.error();
+      model_pool out;
+      for (auto& r : (*p)->replicas)
+        out.replicas.push_back(caf::actor_cast<caf::actor>(r));
+      out.meta = (*p)->meta;
+      return out;
     },
     [=](list_atom) {
       std::vector<model_meta> out;
-      for (auto& m : list_installed_models(self->state.data_dir)) {
+      for (auto& m : list_installed_models(self->state.settings.data_dir)) {
         auto meta = meta_of(m);
-        if (self->state.replicas.count(m.name) != 0)
+        if (self->state.pools.count(m.name) != 0)
           meta.status = "loaded (or loading)";
         out.push_back(std::move(meta));
       }
@@ -94,7 +136,7 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
     },
     [=](caf::put_atom, const model_import& req) -> caf::result<model_meta> {
       auto rp = self->make_response_promise<model_meta>();
-      auto data_dir = self->state.data_dir;
+      auto data_dir = self->state.settings.data_dir;
       // Loading weights to check them takes seconds: a one-shot detached actor.
       auto importer = self->spawn<caf::detached>([=](caf::event_based_actor* worker) -> caf::behavior {
         return {[=](const model_import& r) -> caf::result<model_meta> {
@@ -124,7 +166,7 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
     },
     [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
       forget(self, name);
-      if (auto st = remove_model(self->state.data_dir, name); !st)
+      if (auto st = remove_model(self->state.settings.data_dir, name); !st)
         return to_error(st.error());
       return caf::ok_atom::value;
     },

@@ -48,6 +48,39 @@ void keep(node::impl& n, const Handle& h) {
 
 } // namespace
 
+/// What a crash in the middle of an upload, a model import or a data-set
+/// import leaves behind: upload spool files, `.staging-*` model versions and
+/// `.import-*`/`.removing-*` data-set directories. None of them is ever
+/// resumed, so they are removed at start (one node owns a data directory).
+void remove_interrupted_files(const config& cfg) {
+  std::error_code ec;
+  std::size_t removed = 0;
+  for (fs::directory_iterator it(fs::path(cfg.data) / "uploads", ec), end; !ec && it != end;
+       it.increment(ec))
+    if (it->is_regular_file()) {
+      std::error_code rm;
+      removed += fs::remove(it->path(), rm) ? 1 : 0;
+    }
+  std::vector<fs::path> staging;
+  for (fs::directory_iterator m(fs::path(cfg.data) / "models", ec), end; !ec && m != end;
+       m.increment(ec)) {
+    std::error_code ec2;
+    if (!m->is_directory())
+      continue;
+    for (fs::directory_iterator v(m->path(), ec2), vend; !ec2 && v != vend; v.increment(ec2))
+      if (v->path().filename().string().rfind(".staging-", 0) == 0)
+        staging.push_back(v->path());
+  }
+  for (auto& p : staging) {
+    std::error_code rm;
+    fs::remove_all(p, rm);
+    ++removed;
+  }
+  removed += data::recover_uploads(dataset_paths_of(cfg));
+  if (removed)
+    log::info("removed {} leftovers of interrupted uploads and imports", removed);
+}
+
 void init_crypto(const config& cfg) {
   crypto::init();
   crypto::set_pwhash_params(cfg.password_hash_cost == "min" ? crypto::pwhash_params::minimum()
@@ -117,6 +150,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   fs::create_directories(cfg.data, ec);
   if (ec)
     return fail(errc::internal, "cannot create data directory " + cfg.data + ": " + ec.message());
+  remove_interrupted_files(cfg);
 
   // The store is opened here, before any actor exists, so a broken database
   // stops the start with a clear message.
@@ -170,8 +204,13 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   embed_service_actor embed;
   model_registry_actor models;
   if (cfg.role != "gateway") {
-    models = sys.spawn<caf::detached>(model_registry_impl, cfg.data, cfg.max_batch,
-                                      static_cast<int>(cfg.torch_threads));
+    model_registry_settings ms;
+    ms.data_dir = cfg.data;
+    ms.max_batch = cfg.max_batch;
+    ms.torch_threads = static_cast<int>(cfg.torch_threads);
+    ms.replicas = cfg.replicas;
+    ms.allow_untrained = cfg.allow_untrained;
+    models = sys.spawn<caf::detached>(model_registry_impl, ms);
     keep(*n, models);
   }
   if (cfg.role == "gateway") {
@@ -180,7 +219,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
     keep(*n, cl);
     embed = cl;
   } else {
-    auto svc = spawn_embed_service(sys, cfg, n->actors);
+    auto svc = spawn_embed_service(sys, cfg, n->actors, models);
     if (!svc)
       return svc.error();
     embed = *svc;

@@ -30,7 +30,7 @@ void run_batch(replica_state& st) {
   for (auto& it : batch)
     ptrs.push_back(it.input.data.data());
   auto start = std::chrono::steady_clock::now();
-  auto out = st.model->embed(ptrs, shape[0], shape[1], shape[2]);
+  auto out = st.model->features(ptrs, shape[0], shape[1], shape[2]);
   auto end = std::chrono::steady_clock::now();
   double compute_ms = ms_between(start, end);
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -106,7 +106,8 @@ replica_actor::behavior_type replica_impl(replica_actor::stateful_pointer<replic
 replica_actor::behavior_type replica_loading(replica_actor::stateful_pointer<replica_state> self,
                                              model_spec spec, model_meta meta,
                                              uint32_t max_batch) {
-  auto m = embedding_model::load(spec);
+  auto m = spec.format == "untrained" ? embedding_model::create_untrained(spec.arch)
+                                      : embedding_model::load(spec);
   if (m) {
     // Probe once for the output shape (OIP metadata).
     if (meta.input_shape.size() != 3)
@@ -118,7 +119,10 @@ replica_actor::behavior_type replica_loading(replica_actor::stateful_pointer<rep
       meta.output_shape = {static_cast<int64_t>(out->front().size())};
     meta.dim = (*m)->dim();
     meta.ready = true;
-    meta.status = "loaded";
+    meta.status = spec.format == "untrained"
+                    ? "serving UNTRAINED random weights: embeddings are not meaningful; install "
+                      "weights with `rookery models import`"
+                    : "loaded";
     return replica_impl(self, std::shared_ptr<embedding_model>(std::move(m.value())),
                         std::move(meta), max_batch);
   }

@@ -17,6 +17,7 @@
 #include "models/embedding_model.hpp"
 #include "models/repository.hpp"
 #include "pipelines/image.hpp"
+#include "pipelines/pipeline.hpp"
 #include "store/store.hpp"
 #include "trainers/train_job.hpp"
 
@@ -166,21 +167,34 @@ int embed_cmd(common_flags& flags, const std::string& file, const std::string& p
     return 1;
   }
   auto mime = sniff_mime(bytes);
+  auto defs = node_pipeline_defs(cfg->data, cfg->pipelines);
   auto name = pipeline;
   if (name.empty()) {
-    auto i = cfg->mime_table.find(mime);
-    if (i == cfg->mime_table.end()) {
+    if (auto i = cfg->mime_table.find(mime); i != cfg->mime_table.end())
+      name = i->second;
+    for (auto& [n, d] : defs)
+      for (auto& m : d.mime_types)
+        if (name.empty() && m == mime)
+          name = n;
+    if (name.empty()) {
       std::cerr << "rookery: no pipeline embeds '" << mime << "'\n";
       return 1;
     }
-    name = i->second;
   }
-  auto p = cfg->pipelines.find(name);
-  if (p == cfg->pipelines.end()) {
+  auto d = defs.find(name);
+  if (d == defs.end()) {
     std::cerr << "rookery: unknown pipeline '" << name << "'\n";
     return 1;
   }
-  auto installed = find_installed_model(cfg->data, p->second);
+  pipeline_limits lim;
+  lim.max_pixels = cfg->max_image_pixels;
+  auto compiled = compiled_pipeline::compile(d->second, lim);
+  if (!compiled) {
+    std::cerr << "rookery: pipeline " << name << ": " << compiled.error().message << "\n";
+    return 1;
+  }
+  auto& c = **compiled;
+  auto installed = find_installed_model(cfg->data, c.model());
   if (!installed) {
     std::cerr << "rookery: " << installed.error().message
               << " (install weights with `rookery models import`)\n";
@@ -193,29 +207,32 @@ int embed_cmd(common_flags& flags, const std::string& file, const std::string& p
     std::cerr << "rookery: " << model.error().message << "\n";
     return 1;
   }
-  auto parsed = parse_image_options(installed->preprocess_json);
-  if (!parsed) {
-    std::cerr << "rookery: " << parsed.error().message << "\n";
+  auto state = c.before_model(std::move(bytes), mime);
+  if (!state) {
+    std::cerr << "rookery: " << state.error().message << "\n";
     return 1;
   }
-  image_options opts = *parsed;
-  opts.max_pixels = cfg->max_image_pixels;
-  auto img = preprocess_image(bytes, opts);
-  if (!img) {
-    std::cerr << "rookery: " << img.error().message << "\n";
-    return 1;
-  }
-  auto out = (*model)->embed({img->data.data()}, img->c, img->h, img->w);
+  auto inputs = c.take_inputs(**state);
+  std::vector<const float*> ptrs;
+  for (auto& t : inputs.data)
+    ptrs.push_back(t.data());
+  auto out = (*model)->features(ptrs, inputs.c, inputs.h, inputs.w);
   if (!out) {
     std::cerr << "rookery: " << out.error().message << "\n";
+    return 1;
+  }
+  auto answer = c.after_model(**state, std::move(*out));
+  if (!answer) {
+    std::cerr << "rookery: " << answer.error().message << "\n";
     return 1;
   }
   embed_result r;
   r.pipeline = name;
   r.mime = mime;
   r.model = installed->name;
-  r.dim = static_cast<uint32_t>(out->front().size());
-  r.embedding = std::move(out->front());
+  r.dim = static_cast<uint32_t>(answer->embedding.size());
+  r.embedding = std::move(answer->embedding);
+  r.extra_json = std::move(answer->extra_json);
   std::cout << to_json(r).dump() << std::endl;
   return 0;
 }

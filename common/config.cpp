@@ -20,6 +20,7 @@ namespace {
   X(reconnect_ms) X(signup) X(admin_user) X(admin_password) X(session_ttl_s)                 \
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
   X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) X(drain_timeout_ms) \
+  X(head_timeout_ms) X(min_upload_bytes_per_s) X(upload_timeout_s) X(import_timeout_ms) X(max_connections) \
   X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(allow_untrained)    \
   X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(train_threads) X(fashion_mnist_dir) \
   X(fortunes_dir) X(max_dataset_bytes)
@@ -112,14 +113,15 @@ status validate(const config& c) {
     return bad("max_batch, replicas, decoders and http_threads must be at least 1");
   if (c.heartbeat_ms == 0 || c.connection_timeout_ms <= c.heartbeat_ms)
     return bad("connection_timeout_ms must be larger than heartbeat_ms (> 0)");
-  for (auto& [mime, p] : c.mime_table)
-    if (c.pipelines.count(p) == 0 && c.role != "gateway")
-      return bad("mime_table maps '" + mime + "' to '" + p + "', which is not in pipelines");
   for (auto& [name, model] : c.pipelines)
     if (name.empty() || model.empty())
       return bad("pipelines maps names to model repository entries; neither may be empty");
   if (c.request_timeout_ms < 100)
     return bad("request_timeout_ms must be at least 100");
+  if (c.head_timeout_ms < 100 || c.upload_timeout_s == 0 || c.import_timeout_ms < 100)
+    return bad("head_timeout_ms, upload_timeout_s and import_timeout_ms must be positive");
+  if (c.max_connections == 0 || c.min_upload_bytes_per_s == 0)
+    return bad("max_connections and min_upload_bytes_per_s must be at least 1");
   return {};
 }
 

@@ -43,18 +43,25 @@ struct config {
   int64_t max_image_pixels = 40'000'000;
   uint32_t request_timeout_ms = 30000;
   uint32_t drain_timeout_ms = 10000; // on SIGTERM: longest wait for work in flight
+  // -- hostile clients (see docs/ARCHITECTURE.md, "Limits")
+  uint32_t head_timeout_ms = 30000;          // request line + headers must arrive within this
+  uint64_t min_upload_bytes_per_s = 65536;   // after a 60 s grace a body must keep this rate
+  uint32_t upload_timeout_s = 1800;          // longest time to read one request (whole body)
+  uint32_t import_timeout_ms = 600000;       // model/dataset import and registration
+  uint32_t max_connections = 1024;           // open HTTP connections at once
   // -- models and pipelines
   uint32_t replicas = 1;       // model replicas per pipeline
   uint32_t torch_threads = 0;  // intra-op threads; 0 = number of cores
   uint32_t decoders = 2;       // image decode/preprocess actors
   uint32_t max_batch = 8;      // dynamic batching limit
-  // image pipelines: pipeline name -> model repository entry behind it
-  std::map<std::string, std::string> pipelines = {{"image", "resnet18"}};
+  // Extra image pipelines: pipeline name -> repository model, preprocessed as
+  // the model's config says. The built-in pipelines (pipelines/builtin/*.json)
+  // and those added over HTTP need no entry here.
+  std::map<std::string, std::string> pipelines;
   bool allow_untrained = true; // serve random weights when none are installed (flagged as such)
-  std::map<std::string, std::string> mime_table = {
-    {"image/jpeg", "image"}, {"image/png", "image"}, {"image/bmp", "image"},
-    {"image/x-ms-bmp", "image"}, {"image/webp", "image"}, {"image/tiff", "image"},
-    {"image/gif", "image"}};
+  // MIME type -> pipeline, winning over the MIME types the pipelines declare
+  // (empty: each pipeline's own "mime_types" decide).
+  std::map<std::string, std::string> mime_table;
   // -- jobs
   uint32_t max_running_jobs = 2;
   uint32_t max_jobs_per_user = 1000;

@@ -39,14 +39,14 @@ std::size_t nesting_depth(std::string_view text, std::size_t limit) {
 }
 
 std::optional<nlohmann::json> parse_bounded(std::string_view text, std::string* error,
-                                            std::size_t max_depth) {
+                                            std::size_t max_depth, std::size_t max_bytes) {
   auto fail = [&](std::string msg) -> std::optional<nlohmann::json> {
     if (error)
       *error = std::move(msg);
     return std::nullopt;
   };
-  if (text.size() > kMaxBytes)
-    return fail("the JSON text is larger than " + std::to_string(kMaxBytes >> 20) + " MiB");
+  if (text.size() > max_bytes)
+    return fail("the JSON text is larger than " + std::to_string(max_bytes) + " bytes");
   if (nesting_depth(text, max_depth) > max_depth)
     return fail("the JSON text nests deeper than " + std::to_string(max_depth) + " levels");
   try {

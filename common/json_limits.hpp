@@ -28,7 +28,8 @@ std::size_t nesting_depth(std::string_view text, std::size_t limit);
 /// sentence naming what is wrong: too deep, too large, not JSON, or not
 /// valid UTF-8 inside a string.
 std::optional<nlohmann::json> parse_bounded(std::string_view text, std::string* error = nullptr,
-                                            std::size_t max_depth = kMaxDepth);
+                                            std::size_t max_depth = kMaxDepth,
+                                            std::size_t max_bytes = kMaxBytes);
 
 /// `j.dump()` that never throws on invalid UTF-8 (bytes become U+FFFD).
 std::string dump(const nlohmann::json& j, int indent = -1);

@@ -42,6 +42,10 @@ bool valid_name(const std::string& name);
 /// <data>/datasets
 std::string uploads_dir(const dataset_paths& paths);
 
+/// <data>/datasets/u<owner_id>: data-set names are per user, so a name
+/// another user holds is neither refused nor revealed.
+std::string owner_dir(const dataset_paths& paths, uint64_t owner_id);
+
 /// dataset.json's text for `d` (every field but path).
 std::string info_to_json(const dataset_info& d);
 

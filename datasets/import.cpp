@@ -358,7 +358,7 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
                                        "not starting with '.'");
   if (is_builtin_name(opt.name))
     return fail(errc::conflict, "'" + opt.name + "' is the name of a built-in data set");
-  const fs::path root = uploads_dir(paths);
+  const fs::path root = owner_dir(paths, opt.owner_id);
   const fs::path final_dir = root / opt.name;
   std::error_code ec;
   if (fs::exists(final_dir, ec))

@@ -38,6 +38,10 @@ std::string uploads_dir(const dataset_paths& paths) {
   return (fs::path(paths.data_dir) / "datasets").string();
 }
 
+std::string owner_dir(const dataset_paths& paths, uint64_t owner_id) {
+  return (fs::path(uploads_dir(paths)) / ("u" + std::to_string(owner_id))).string();
+}
+
 } // namespace detail
 
 namespace {
@@ -194,6 +198,24 @@ bool visible(const dataset_info& d, uint64_t user_id, bool is_admin) {
   return is_admin || d.owner_id == user_id;
 }
 
+/// The owner directories a user's look-ups search: their own, then (admins)
+/// every other user's in a stable order.
+std::vector<std::string> owner_dirs(const dataset_paths& paths, uint64_t user_id, bool is_admin) {
+  std::vector<std::string> dirs{owner_dir(paths, user_id)};
+  if (!is_admin)
+    return dirs;
+  std::vector<std::string> others;
+  std::error_code ec;
+  for (fs::directory_iterator it(uploads_dir(paths), ec), end; !ec && it != end; it.increment(ec)) {
+    auto name = it->path().filename().string();
+    if (name.size() > 1 && name[0] == 'u' && it->is_directory() && it->path().string() != dirs[0])
+      others.push_back(it->path().string());
+  }
+  std::sort(others.begin(), others.end());
+  dirs.insert(dirs.end(), others.begin(), others.end());
+  return dirs;
+}
+
 } // namespace
 
 namespace detail {
@@ -210,16 +232,17 @@ std::vector<dataset_info> list_datasets(const dataset_paths& paths, uint64_t use
     out.push_back(fashion_mnist_info(paths));
     out.push_back(fortunes_info(paths));
     std::vector<dataset_info> uploads;
-    std::error_code ec;
-    for (fs::directory_iterator it(uploads_dir(paths), ec), end; !ec && it != end;
-         it.increment(ec)) {
-      std::string name = it->path().filename().string();
-      // Temporary import/removal directories start with '.', which valid_name refuses.
-      if (!valid_name(name) || !it->is_directory())
-        continue;
-      auto d = read_upload(it->path());
-      if (d && visible(*d, user_id, is_admin))
-        uploads.push_back(std::move(d.value()));
+    for (const auto& dir : owner_dirs(paths, user_id, is_admin)) {
+      std::error_code ec;
+      for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::string name = it->path().filename().string();
+        // Temporary import/removal directories start with '.', which valid_name refuses.
+        if (!valid_name(name) || !it->is_directory())
+          continue;
+        auto d = read_upload(it->path());
+        if (d && visible(*d, user_id, is_admin))
+          uploads.push_back(std::move(d.value()));
+      }
     }
     std::sort(uploads.begin(), uploads.end(),
               [](const dataset_info& a, const dataset_info& b) { return a.name < b.name; });
@@ -240,7 +263,13 @@ result<dataset_info> find_dataset(const dataset_paths& paths, const std::string&
     auto not_found = fail(errc::not_found, "no data set named '" + name + "'");
     if (!valid_name(name))
       return not_found;
-    auto d = read_upload(fs::path(uploads_dir(paths)) / name);
+    // The caller's own first; an admin may also reach others' by name.
+    result<dataset_info> d = not_found;
+    for (const auto& dir : owner_dirs(paths, user_id, is_admin)) {
+      d = read_upload(fs::path(dir) / name);
+      if (d || d.error().code != errc::not_found)
+        break;
+    }
     if (!d) {
       if (d.error().code == errc::not_found)
         return not_found;
@@ -253,6 +282,48 @@ result<dataset_info> find_dataset(const dataset_paths& paths, const std::string&
   } catch (const std::exception& e) {
     return fail(errc::internal, std::string("finding data set: ") + e.what());
   }
+}
+
+std::size_t recover_uploads(const dataset_paths& paths) {
+  std::size_t removed = 0;
+  auto is_leftover = [](const std::string& n) {
+    return n.rfind(".import-", 0) == 0 || n.rfind(".removing-", 0) == 0;
+  };
+  auto sweep = [&](const fs::path& dir) {
+    std::vector<fs::path> gone;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (is_leftover(it->path().filename().string()))
+        gone.push_back(it->path());
+    for (auto& g : gone) {
+      fs::remove_all(g, ec);
+      ++removed;
+    }
+  };
+  const fs::path root = uploads_dir(paths);
+  sweep(root);
+  std::error_code ec;
+  std::vector<fs::path> flat, owners;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_directory())
+      continue;
+    if (fs::exists(it->path() / info_file))
+      flat.push_back(it->path());
+    else
+      owners.push_back(it->path());
+  }
+  for (auto& dir : flat) { // the layout before names were per user
+    auto d = read_upload(dir);
+    if (!d)
+      continue;
+    fs::path to = fs::path(owner_dir(paths, d->owner_id)) / dir.filename();
+    fs::create_directories(to.parent_path(), ec);
+    if (!fs::exists(to))
+      fs::rename(dir, to, ec);
+  }
+  for (auto& dir : owners)
+    sweep(dir);
+  return removed;
 }
 
 status remove_dataset(const dataset_paths& paths, const std::string& name, uint64_t user_id,

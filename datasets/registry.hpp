@@ -73,6 +73,12 @@ struct import_options {
 result<dataset_info> import_dataset(const dataset_paths& paths, const std::string& file,
                                     const import_options& opt);
 
+/// At start: removes what interrupted imports and removals left behind
+/// (`.import-*`, `.removing-*`) and moves data sets of the old flat layout
+/// (<data>/datasets/<name>) into their owner's directory. Returns how many
+/// leftovers were removed.
+std::size_t recover_uploads(const dataset_paths& paths);
+
 /// Removes an upload (not_found / forbidden for built-ins and others' data).
 status remove_dataset(const dataset_paths& paths, const std::string& name, uint64_t user_id,
                       bool is_admin);

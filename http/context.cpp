@@ -1,9 +1,12 @@
 #include "http/context.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 
 #include "actors/auth.hpp"
 #include "common/crypto.hpp"
+#include "common/json_limits.hpp"
 #include "common/inflight.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -44,13 +47,32 @@ bool plain_id(const std::string& s) {
 
 } // namespace
 
+void write_answer(request_ctx& c, int status, const std::string& body,
+                  const std::string& content_type);
+std::string problem_text(const request_ctx& ctx, errc code, const std::string& detail);
+
 request_ctx::request_ctx() {
   ++inflight::http();
 }
 
 request_ctx::~request_ctx() {
-  if (!answered)
-    --inflight::http();
+  if (answered)
+    return;
+  // Nobody answered and nobody can any more (a handler or a continuation
+  // threw, or an actor died holding the request): answer here, so the client
+  // gets a 500 instead of a connection RESTinio closes after its timeout.
+  try {
+    if (req) {
+      log::error("request {}: dropped without an answer; answering 500", request_id);
+      write_answer(*this, 500, problem_text(*this, errc::internal,
+                                            "internal error: the request was dropped"),
+                   "application/problem+json");
+      return;
+    }
+  } catch (...) {
+  }
+  answered = true;
+  --inflight::http();
 }
 
 ctx_ptr make_ctx(const restinio::request_handle_t& req, std::string route) {
@@ -66,8 +88,9 @@ ctx_ptr make_ctx(const restinio::request_handle_t& req, std::string route) {
   return ctx;
 }
 
-void respond(const ctx_ptr& ctx, int status, const std::string& body,
-             const std::string& content_type) {
+void write_answer(request_ctx& c, int status, const std::string& body,
+                  const std::string& content_type) {
+  auto* ctx = &c;
   if (ctx->answered)
     return;
   ctx->answered = true;
@@ -90,6 +113,22 @@ void respond(const ctx_ptr& ctx, int status, const std::string& body,
   resp.done();
   log::info("access {} {} {} {} {:.1f}ms", ctx->request_id, method,
             std::string{ctx->req->header().path()}, status, secs * 1000);
+}
+
+std::string problem_text(const request_ctx& ctx, errc code, const std::string& detail) {
+  int status = http_status(code);
+  json body{{"type", std::string{"urn:rookery:problem:"} + to_string(code)},
+            {"title", reason_of(status)},
+            {"status", status},
+            {"detail", detail},
+            {"instance", std::string{ctx.req->header().path()}},
+            {"request_id", ctx.request_id}};
+  return jsonx::dump(body); // paths and details may hold bytes that are not UTF-8
+}
+
+void respond(const ctx_ptr& ctx, int status, const std::string& body,
+             const std::string& content_type) {
+  write_answer(*ctx, status, body, content_type);
 }
 
 void respond_file(const ctx_ptr& ctx, const std::string& path, const std::string& content_type) {
@@ -135,28 +174,59 @@ restinio::response_builder_t<restinio::chunked_output_t> begin_stream(const ctx_
 }
 
 void respond_json(const ctx_ptr& ctx, int status, const json& body) {
-  respond(ctx, status, body.dump(), "application/json");
+  respond(ctx, status, jsonx::dump(body), "application/json");
 }
 
 void respond_empty(const ctx_ptr& ctx, int status) {
   respond(ctx, status, "", "");
 }
 
+namespace {
+std::vector<std::string>& private_prefixes() {
+  static std::vector<std::string> p;
+  return p;
+}
+} // namespace
+
+void hide_server_paths(std::vector<std::string> prefixes) {
+  std::vector<std::string> out;
+  for (auto& p : prefixes) {
+    if (p.empty())
+      continue;
+    std::error_code ec;
+    auto abs = std::filesystem::weakly_canonical(std::filesystem::absolute(p, ec), ec).string();
+    for (auto x : {abs, p}) {
+      while (x.size() > 1 && x.back() == '/')
+        x.pop_back();
+      if (x.size() > 1)
+        out.push_back(x + "/");
+    }
+  }
+  // Longest first, so "/srv/rookery/" wins over "./".
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
+  private_prefixes() = std::move(out);
+}
+
+std::string without_server_paths(std::string text) {
+  for (const auto& p : private_prefixes())
+    for (auto at = text.find(p); at != std::string::npos; at = text.find(p, at))
+      text.erase(at, p.size());
+  return text;
+}
+
 void respond_problem(const ctx_ptr& ctx, errc code, const std::string& detail) {
-  int status = http_status(code);
-  json body{{"type", std::string{"urn:rookery:problem:"} + to_string(code)},
-            {"title", reason_of(status)},
-            {"status", status},
-            {"detail", detail},
-            {"instance", std::string{ctx->req->header().path()}},
-            {"request_id", ctx->request_id}};
-  respond(ctx, status, body.dump(), "application/problem+json");
+  respond(ctx, http_status(code), problem_text(*ctx, code, without_server_paths(detail)),
+          "application/problem+json");
 }
 
 void respond_error(const ctx_ptr& ctx, const caf::error& err) {
   auto f = to_failure(err);
-  if (f.code == errc::internal)
+  if (f.code == errc::internal) {
+    // The details (paths, library messages) go to the log, not to clients.
     log::error("request {}: {}", ctx->request_id, caf::to_string(err));
+    return respond_problem(ctx, f.code, "internal error; the server log has the details under "
+                                        "request id " + ctx->request_id);
+  }
   respond_problem(ctx, f.code, f.message.empty() ? reason_of(http_status(f.code)) : f.message);
 }
 
@@ -170,9 +240,14 @@ std::optional<json> parse_json_body(const ctx_ptr& ctx) {
     respond_problem(ctx, errc::bad_request, "the request needs a JSON object body");
     return std::nullopt;
   }
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    respond_problem(ctx, errc::bad_request, "the body is not a valid JSON object");
+  std::string why;
+  auto j = jsonx::parse_bounded(body, &why);
+  if (!j) {
+    respond_problem(ctx, errc::bad_request, why);
+    return std::nullopt;
+  }
+  if (!j->is_object()) {
+    respond_problem(ctx, errc::bad_request, "the body must be a JSON object");
     return std::nullopt;
   }
   return j;

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -17,8 +18,6 @@ namespace rookery::http {
 
 using json = nlohmann::json;
 using router_t = restinio::router::express_router_t<>;
-using traits_t = restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t,
-                                    router_t>;
 
 /// One HTTP request in flight (counted in inflight::http() until answered).
 struct request_ctx {
@@ -39,6 +38,12 @@ struct api {
   std::chrono::milliseconds timeout{30000};
 };
 
+/// The timeout of imports (models, data sets) and registrations: long, and
+/// still inside the connection's handle_request_timeout (http/server.cpp).
+inline std::chrono::milliseconds import_timeout(const std::shared_ptr<api>& a) {
+  return std::chrono::milliseconds(a->cfg.import_timeout_ms);
+}
+
 ctx_ptr make_ctx(const restinio::request_handle_t& req, std::string route);
 
 void respond(const ctx_ptr& ctx, int status, const std::string& body,
@@ -51,6 +56,11 @@ void respond_file(const ctx_ptr& ctx, const std::string& path, const std::string
 /// now; the caller appends chunks, flushes, and calls done() at the end.
 restinio::response_builder_t<restinio::chunked_output_t> begin_stream(const ctx_ptr& ctx,
                                                                       const std::string& content_type);
+/// Directories whose paths never appear in answers: respond_problem strips
+/// them from details (set once at server start: the data directory).
+void hide_server_paths(std::vector<std::string> prefixes);
+std::string without_server_paths(std::string text);
+
 /// RFC 7807 problem+json.
 void respond_problem(const ctx_ptr& ctx, errc code, const std::string& detail);
 void respond_error(const ctx_ptr& ctx, const caf::error& err);

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "actors/auth.hpp"
+#include "common/json_limits.hpp"
 #include "http/context.hpp"
 #include "http/multipart.hpp"
 #include "messages/json.hpp"
@@ -23,7 +24,11 @@ void oip_error(const ctx_ptr& ctx, int status, const std::string& msg) {
 void oip_error(const ctx_ptr& ctx, const caf::error& e) {
   auto f = to_failure(e);
   int status = http_status(f.code);
-  oip_error(ctx, status == 422 ? 400 : status, f.message.empty() ? "error" : f.message);
+  if (f.code == errc::internal)
+    return oip_error(ctx, status, "internal error; the server log has the details under request id "
+                                    + ctx->request_id);
+  oip_error(ctx, status == 422 ? 400 : status,
+            f.message.empty() ? "error" : without_server_paths(f.message));
 }
 
 /// The models served here; 503 on a gateway (models live on workers).
@@ -58,9 +63,13 @@ void infer(const std::shared_ptr<api>& a, const ctx_ptr& ctx, const std::string&
   if (ctx->req->body().size() > a->cfg.max_body_bytes)
     return oip_error(ctx, 413, "the body is larger than max_body_bytes ("
                                  + std::to_string(a->cfg.max_body_bytes) + ")");
-  auto body = json::parse(ctx->req->body(), nullptr, false);
-  if (body.is_discarded() || !body.is_object())
+  std::string why;
+  auto parsed = jsonx::parse_bounded(ctx->req->body(), &why, jsonx::kMaxDepth, a->cfg.max_body_bytes);
+  if (!parsed)
+    return oip_error(ctx, 400, why);
+  if (!parsed->is_object())
     return oip_error(ctx, 400, "the body is not a valid JSON object");
+  auto& body = *parsed;
   auto inputs = body.find("inputs");
   if (inputs == body.end() || !inputs->is_array() || inputs->size() != 1)
     return oip_error(ctx, 400, "'inputs' must be an array with exactly one tensor");
@@ -168,8 +177,8 @@ void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
   // Optional JSON parts: model options (e.g. {"num_classes": 10}) and preprocessing.
   for (auto f : {"options", "preprocess"})
     if (!fields[f].empty()) {
-      auto j = json::parse(fields[f], nullptr, false);
-      if (!j.is_object())
+      auto j = jsonx::parse_bounded(fields[f]);
+      if (!j || !j->is_object())
         return respond_problem(ctx, errc::bad_request,
                                std::string{"the '"} + f + "' part must be a JSON object");
     }
@@ -180,7 +189,7 @@ void upload_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
       return;
     auto r = req;
     r.weights_path = *path;
-    self->request(a->nodes.models, std::chrono::minutes(5), caf::put_atom::value, r)
+    self->request(a->nodes.models, import_timeout(a), caf::put_atom::value, r)
       .then(
         [=](model_meta& m) {
           std::error_code ec;

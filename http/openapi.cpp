@@ -79,13 +79,20 @@ json build() {
   p["/v1/keys/{id}"]["delete"] = op("Revoke an API key", {401, 404}, true,
                                     {{"description", "No Content"}}, 204);
   p["/v1/pipelines"]["get"] = op("Pipelines, their MIME types, models and readiness", {401, 503});
-  p["/v1/pipelines/{name}"]["get"] = op("One pipeline", {401, 404, 503});
+  p["/v1/pipelines/{name}"]["get"] = op("One pipeline: its operator chain, MIME types, model, dim, weights",
+                                        {401, 404, 503});
+  p["/v1/pipelines"]["post"] = op("Add a pipeline (admin): {name, ops: [{op, ...}], mime_types?}",
+                                  {400, 401, 403, 404, 409, 422, 503, 504}, true,
+                                  {{"description", "Created: the pipeline"}}, 201);
+  p["/v1/pipelines/{name}"]["delete"] = op("Remove a pipeline added at run time (admin)",
+                                           {401, 403, 404}, true, {{"description", "No Content"}}, 204);
   json embed_body{{"required", true},
                   {"content", {{"application/octet-stream", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
                                {"multipart/form-data", {{"schema", {{"type", "object"}}}}}}}};
   json embed_ok{{"description", "The embedding"},
                 {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Embedding"}}}}}}}};
-  p["/v1/embed"]["post"] = op("Embed raw bytes; the type is sniffed (?pipeline= overrides, ?async=true makes a job)",
+  p["/v1/embed"]["post"] = op("Embed raw bytes; the type is sniffed (?pipeline= overrides, ?async=true makes a job). "
+                              "A multipart body of several files is a batch: {items: [{part, status, ...}]}",
                               {400, 401, 403, 404, 413, 415, 429, 503, 504}, true, embed_ok);
   p["/v1/embed"]["post"]["requestBody"] = embed_body;
   p["/v1/embed"]["post"]["parameters"] = json::array(

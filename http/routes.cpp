@@ -6,6 +6,8 @@
 #include "http/multipart.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
+#include "common/json_limits.hpp"
+#include "pipelines/pipeline.hpp"
 
 namespace rookery::http {
 
@@ -156,8 +158,16 @@ void create_key(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
   }
   int64_t expires_in = 0;
   if (auto e = body->find("expires_in_s"); e != body->end() && !e->is_null()) {
-    if (!e->is_number_integer() || e->get<int64_t>() <= 0)
+    // At most ten years: larger values would overflow expires_at (a key born
+    // expired) and no client means them.
+    constexpr int64_t kMaxKeyLifetime = 10LL * 36525 * 864; // 10 years of 365.25 days, in s
+    if (!e->is_number_integer() || (!e->is_number_unsigned() && e->get<int64_t>() <= 0))
       return respond_problem(ctx, errc::bad_request, "'expires_in_s' must be a positive integer");
+    if (e->is_number_unsigned() ? e->get<uint64_t>() > uint64_t(kMaxKeyLifetime)
+                                : e->get<int64_t>() > kMaxKeyLifetime)
+      return respond_problem(ctx, errc::bad_request,
+                             "'expires_in_s' must be at most " + std::to_string(kMaxKeyLifetime)
+                               + " (ten years)");
     expires_in = e->get<int64_t>();
   }
   with_principal(a, ctx, "", [=](caf::event_based_actor* self, const principal& who) {
@@ -215,7 +225,14 @@ void list_pipelines(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::stri
           }
           if (!only.empty())
             return respond_problem(ctx, errc::not_found, "unknown pipeline '" + only + "'");
+          // MIME type -> pipeline as uploads are routed: the pipelines' own
+          // types (run-time ones over built-ins), then the configuration's.
           json mimes = json::object();
+          for (int pass = 0; pass < 2; ++pass)
+            for (auto& p : ps)
+              if (p.builtin == (pass == 0))
+                for (auto& m : p.mime_types)
+                  mimes[m] = p.name;
           for (auto& [m, p] : a->cfg.mime_table)
             mimes[m] = p;
           respond_json(ctx, 200, json{{"pipelines", arr}, {"mime_table", mimes}});
@@ -224,17 +241,50 @@ void list_pipelines(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::stri
   });
 }
 
-/// The bytes to embed: the raw body, or the first file part of a multipart form.
-std::optional<std::string> upload_bytes(const ctx_ptr& ctx) {
+/// One upload to embed: the raw body, or one part of a multipart form.
+struct upload {
+  std::string part; // the form field's name ("" for a raw body)
+  std::string data;
+};
+
+/// The uploads of a request: the raw body; or every part of a multipart form
+/// that carries data, in order (a form of several files is a batch). A form
+/// field named "pipeline" is not an upload: it names the pipeline.
+std::optional<std::vector<upload>> uploads_of(const ctx_ptr& ctx, std::string& pipeline_field) {
   if (!is_multipart(ctx->req))
-    return ctx->req->body();
+    return std::vector<upload>{{"", ctx->req->body()}};
   auto parts = parse_form(ctx->req);
-  if (parts)
-    for (auto& p : *parts) // the first part that carries data
-      if (!p.body.empty())
-        return std::move(p.body);
-  respond_problem(ctx, errc::bad_request, "malformed multipart body: no part with data");
-  return std::nullopt;
+  if (!parts) {
+    respond_problem(ctx, errc::bad_request, "malformed multipart body");
+    return std::nullopt;
+  }
+  std::vector<upload> out;
+  for (auto& p : *parts) {
+    if (p.name == "pipeline" && p.filename.empty()) {
+      pipeline_field = p.body;
+      continue;
+    }
+    if (!p.body.empty())
+      out.push_back({p.name, std::move(p.body)});
+  }
+  if (out.empty()) {
+    respond_problem(ctx, errc::bad_request, "malformed multipart body: no part with data");
+    return std::nullopt;
+  }
+  constexpr size_t kMaxBatch = 64;
+  if (out.size() > kMaxBatch) {
+    respond_problem(ctx, errc::payload_too_large, "a batch holds at most " + std::to_string(kMaxBatch)
+                                                    + " files; this one has " + std::to_string(out.size()));
+    return std::nullopt;
+  }
+  return out;
+}
+
+json problem_json(const failure& f) {
+  int status = http_status(f.code);
+  return json{{"type", std::string{"urn:rookery:problem:"} + to_string(f.code)},
+              {"status", status},
+              {"detail", f.code == errc::internal ? "internal error" : without_server_paths(f.message)}};
 }
 
 void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeline) {
@@ -242,24 +292,33 @@ void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeli
     return respond_problem(ctx, errc::payload_too_large,
                            "the body has " + std::to_string(ctx->req->body().size())
                              + " bytes; the limit is " + std::to_string(a->cfg.max_body_bytes));
-  auto bytes = upload_bytes(ctx);
-  if (!bytes)
+  std::string field;
+  auto ups = uploads_of(ctx, field);
+  if (!ups)
     return;
-  if (bytes->empty())
+  if (ups->size() == 1 && ups->front().data.empty())
     return respond_problem(ctx, errc::bad_request, "the body is empty: send the data to embed");
   if (pipeline.empty())
     pipeline = query_value(ctx->req, "pipeline");
+  if (pipeline.empty())
+    pipeline = field;
   auto async = query_value(ctx->req, "async");
   bool is_async = async == "true" || async == "1";
-  auto data = std::make_shared<std::string>(std::move(*bytes));
+  const bool batch = ups->size() > 1;
+  if (batch && is_async)
+    return respond_problem(ctx, errc::bad_request, "?async=true takes one upload, not a batch");
+  auto data = std::make_shared<std::vector<upload>>(std::move(*ups));
   with_principal(a, ctx, "embed", [=](caf::event_based_actor* self, const principal& who) {
-    embed_request req;
-    req.pipeline = pipeline;
-    req.mime = sniff_mime(*data);
-    req.data = std::move(*data);
-    req.request_id = ctx->request_id;
+    auto request_for = [&](upload& u) {
+      embed_request req;
+      req.pipeline = pipeline;
+      req.mime = sniff_mime(u.data);
+      req.data = std::move(u.data);
+      req.request_id = ctx->request_id;
+      return req;
+    };
     if (is_async) {
-      self->request(a->nodes.jobs, a->timeout, submit_atom::value, who, std::move(req))
+      self->request(a->nodes.jobs, a->timeout, submit_atom::value, who, request_for(data->front()))
         .then(
           [=](job_record& j) {
             respond_json(ctx, 202, json{{"id", j.id}, {"state", j.state},
@@ -268,8 +327,68 @@ void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeli
           [=](caf::error& e) { respond_error(ctx, e); });
       return;
     }
-    self->request(a->nodes.embed, a->timeout, std::move(req))
-      .then([=](embed_result& r) { respond_json(ctx, 200, to_json(r)); },
+    if (!batch) {
+      self->request(a->nodes.embed, a->timeout, request_for(data->front()))
+        .then([=](embed_result& r) { respond_json(ctx, 200, to_json(r)); },
+              [=](caf::error& e) { respond_error(ctx, e); });
+      return;
+    }
+    // A batch: every part on its own (each picks its pipeline by its type
+    // unless one is named), answered in order; a bad part fails alone.
+    auto items = std::make_shared<std::vector<json>>(data->size());
+    auto left = std::make_shared<size_t>(data->size());
+    auto finish = [=] {
+      if (--*left == 0)
+        respond_json(ctx, 200, json{{"items", *items}});
+    };
+    for (size_t i = 0; i < data->size(); ++i) {
+      auto part = (*data)[i].part;
+      self->request(a->nodes.embed, a->timeout, request_for((*data)[i]))
+        .then(
+          [=](embed_result& r) {
+            auto j = to_json(r);
+            j["part"] = part;
+            j["status"] = 200;
+            (*items)[i] = std::move(j);
+            finish();
+          },
+          [=](caf::error& e) {
+            auto j = problem_json(to_failure(e));
+            j["part"] = part;
+            (*items)[i] = std::move(j);
+            finish();
+          });
+    }
+  });
+}
+
+/// POST /v1/pipelines (admin): {"name", "ops", "mime_types"?} -> 201.
+void add_pipeline(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
+  auto body = parse_json_body(ctx);
+  if (!body)
+    return;
+  auto def = parse_pipeline_def(jsonx::dump(*body));
+  if (!def)
+    return respond_problem(ctx, def.error().code, def.error().message);
+  // Checked here too, so a bad chain answers 400 before anyone is asked.
+  if (auto c = compiled_pipeline::compile(*def, pipeline_limits{}); !c)
+    return respond_problem(ctx, c.error().code, c.error().message);
+  pipeline_spec_msg spec{def->name, def->ops_json, def->mime_types};
+  with_principal(a, ctx, "admin", [=](caf::event_based_actor* self, const principal& who) {
+    if (!who.is_admin)
+      return respond_problem(ctx, errc::forbidden, "only admins add pipelines");
+    self->request(a->nodes.embed, import_timeout(a), caf::put_atom::value, spec)
+      .then([=](pipeline_info& p) { respond_json(ctx, 201, to_json(p)); },
+            [=](caf::error& e) { respond_error(ctx, e); });
+  });
+}
+
+void remove_pipeline(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string name) {
+  with_principal(a, ctx, "admin", [=](caf::event_based_actor* self, const principal& who) {
+    if (!who.is_admin)
+      return respond_problem(ctx, errc::forbidden, "only admins remove pipelines");
+    self->request(a->nodes.embed, a->timeout, caf::delete_atom::value, name)
+      .then([=](caf::ok_atom) { respond_empty(ctx, 204); },
             [=](caf::error& e) { respond_error(ctx, e); });
   });
 }
@@ -328,7 +447,7 @@ void add_route(router_t& r, const std::shared_ptr<api>& a, restinio::http_method
     auto ctx = make_ctx(req, p);
     try {
       fn(a, ctx, params);
-    } catch (const std::exception&) { // a bug of ours: answer, never drop the connection
+    } catch (...) { // a bug of ours: answer, never drop the connection
       respond_problem(ctx, errc::internal, "internal error");
     }
     return restinio::request_accepted();
@@ -355,6 +474,10 @@ void register_v1_routes(router_t& r, const std::shared_ptr<api>& a) {
   route(restinio::http_method_get(), "/v1/pipelines", [](auto a, auto c, auto&) { list_pipelines(a, c, ""); });
   route(restinio::http_method_get(), "/v1/pipelines/:name", [](auto a, auto c, auto& p) {
     list_pipelines(a, c, std::string{p["name"]});
+  });
+  route(restinio::http_method_post(), "/v1/pipelines", [](auto a, auto c, auto&) { add_pipeline(a, c); });
+  route(restinio::http_method_delete(), "/v1/pipelines/:name", [](auto a, auto c, auto& p) {
+    remove_pipeline(a, c, std::string{p["name"]});
   });
   route(restinio::http_method_post(), "/v1/pipelines/:name/embed", [](auto a, auto c, auto& p) {
     embed(a, c, std::string{p["name"]});

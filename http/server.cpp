@@ -8,6 +8,7 @@
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "http/context.hpp"
+#include "http/wire.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
 
@@ -15,8 +16,43 @@ namespace rookery {
 
 using namespace rookery::http;
 
+namespace {
+
+// The router, with one more guarantee: RESTinio's express router normalises
+// the path and percent-decodes route parameters before any handler runs, and
+// throws on a malformed escape ("/v1/jobs/%zz") or bytes that are not UTF-8
+// ("/v1/jobs/%ff"); that exception reached RESTinio's connection, which
+// closed the socket without an answer. Here it becomes a 400.
+struct guarded_router {
+  std::unique_ptr<router_t> router;
+  restinio::request_handling_status_t operator()(restinio::request_handle_t req) const {
+    try {
+      return (*router)(req);
+    } catch (...) {
+      auto ctx = make_ctx(req, "malformed");
+      const char* why = "the request path is not valid percent-encoded UTF-8 (RFC 3986, RFC 3629)";
+      if (std::string{req->header().path()}.rfind("/v2", 0) == 0) // the Open Inference Protocol's shape
+        respond_json(ctx, 400, json{{"error", why}});
+      else
+        respond_problem(ctx, errc::bad_request, why);
+      return restinio::request_accepted();
+    }
+  }
+};
+
+// Our parser callbacks, logger and socket (http/wire.hpp), a cap on open
+// connections, and the router.
+struct server_traits
+  : restinio::traits_t<restinio::asio_timer_manager_t, wire::logger_t, guarded_router,
+                       restinio::default_strand_t, wire::socket_t> {
+  using http_methods_mapper_t = wire::methods_t;
+  static constexpr bool use_connection_count_limiter = true;
+};
+
+} // namespace
+
 struct http_server::impl {
-  restinio::running_server_handle_t<traits_t> server;
+  restinio::running_server_handle_t<server_traits> server;
   uint16_t port = 0;
 };
 
@@ -99,6 +135,13 @@ result<std::unique_ptr<http_server>> http_server::start(const config& cfg, node_
   a->nodes = std::move(nodes);
   a->cfg = cfg;
   a->timeout = std::chrono::milliseconds(cfg.request_timeout_ms);
+  wire::limits_t limits;
+  limits.embed_body = cfg.max_body_bytes;
+  limits.upload_body = cfg.max_upload_bytes;
+  limits.head_timeout = std::chrono::milliseconds(cfg.head_timeout_ms);
+  limits.min_body_rate = cfg.min_upload_bytes_per_s;
+  wire::set_limits(limits);
+  hide_server_paths({cfg.data});
   auto router = std::make_unique<router_t>();
   register_v1_routes(*router, a);
   register_model_routes(*router, a);
@@ -107,22 +150,32 @@ result<std::unique_ptr<http_server>> http_server::start(const config& cfg, node_
   auto p = std::make_unique<impl>();
   auto port = std::make_shared<std::atomic<uint16_t>>(0);
   try {
-    p->server = restinio::run_async<traits_t>(
+    p->server = restinio::run_async<server_traits>(
       restinio::own_io_context(),
-      restinio::server_settings_t<traits_t>{}
+      restinio::server_settings_t<server_traits>{}
         .address(cfg.host)
         .port(cfg.port)
-        .request_handler(std::move(router))
-        // Longer than any actor request's timeout, so the gateway always
-        // answers (504) before RESTinio would drop the connection silently.
-        .handle_request_timeout(std::chrono::milliseconds(cfg.request_timeout_ms) * 2
+        .request_handler(std::make_unique<guarded_router>(guarded_router{std::move(router)}))
+        // Longer than any chain of actor requests a handler makes (the
+        // authentication plus the request itself, an import being the
+        // longest), so every request gets an answer (504 at worst) before
+        // RESTinio would close the connection without one.
+        .handle_request_timeout(std::chrono::milliseconds(cfg.request_timeout_ms)
+                                + std::chrono::milliseconds(
+                                  std::max(cfg.request_timeout_ms, cfg.import_timeout_ms))
                                 + std::chrono::seconds(5))
-        .read_next_http_message_timelimit(std::chrono::seconds(60))
-        .incoming_http_msg_limits(
-          // Bodies up to the larger limit are read; each route then applies its
-          // own limit and answers 413 (RESTinio would just close the socket).
-          restinio::incoming_http_msg_limits_t{}.max_body_size(
-            std::max(cfg.max_body_bytes, cfg.max_upload_bytes) + (1u << 20)))
+        // The whole request, body included, must arrive within this. RESTinio
+        // has one limit for every route, so it is sized for the largest upload;
+        // the head deadline and the minimum body rate (http/wire.cpp) keep slow
+        // clients from holding a connection that long for nothing.
+        .read_next_http_message_timelimit(std::chrono::seconds(cfg.upload_timeout_s))
+        .max_parallel_connections(cfg.max_connections)
+        .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
+                                    .max_url_size(8u << 10)
+                                    .max_field_name_size(256)
+                                    .max_field_value_size(16u << 10)
+                                    .max_field_count(100)
+                                    .max_body_size(std::max(cfg.max_body_bytes, cfg.max_upload_bytes)))
         .acceptor_post_bind_hook([port](restinio::asio_ns::ip::tcp::acceptor& acc) {
           *port = acc.local_endpoint().port();
         }),

@@ -173,7 +173,7 @@ void register_job_model(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::
                            "field 'name' (string) is required: the model and pipeline name");
   auto name = n->get<std::string>();
   with_principal(a, ctx, "train", [=](caf::event_based_actor* self, const principal& who) {
-    self->request(a->nodes.jobs, std::chrono::minutes(5), register_atom::value, who, id, name)
+    self->request(a->nodes.jobs, import_timeout(a), register_atom::value, who, id, name)
       .then(
         [=](model_meta& m) {
           auto j = to_json(m);
@@ -271,7 +271,7 @@ void upload_dataset(const std::shared_ptr<api>& a, const ctx_ptr& ctx) {
       return;
     auto req = up;
     req.file = *path; // the dataset actor removes it
-    self->request(a->nodes.datasets, std::chrono::minutes(10), caf::put_atom::value, who, req)
+    self->request(a->nodes.datasets, import_timeout(a), caf::put_atom::value, who, req)
       .then([=](dataset_record& d) { respond_json(ctx, 201, dataset_json(d)); },
             [=](caf::error& e) { respond_error(ctx, e); });
   });

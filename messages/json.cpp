@@ -15,13 +15,29 @@ json to_json(const embed_result& r) {
          {"timing_ms", {{"queue", r.queue_ms}, {"compute", r.compute_ms}}}};
   if (!r.node.empty())
     j["node"] = r.node; // the worker that computed it (gateway only)
+  if (!r.extra_json.empty()) { // a video's "segments" and "frames", ...
+    auto extra = json::parse(r.extra_json, nullptr, false);
+    if (extra.is_object())
+      for (auto it = extra.begin(); it != extra.end(); ++it)
+        j[it.key()] = it.value();
+  }
   return j;
 }
 
 json to_json(const pipeline_info& p) {
-  return json{{"name", p.name},         {"kind", p.kind},       {"mime_types", p.mime_types},
-              {"model", p.model},       {"dim", p.dim},         {"ready", p.ready},
-              {"pretrained", p.pretrained}, {"status", p.status}, {"replicas", p.replicas}};
+  auto ops = json::parse(p.ops_json.empty() ? "[]" : p.ops_json, nullptr, false);
+  return json{{"name", p.name},
+              {"kind", p.kind},
+              {"ops", ops.is_array() ? ops : json::array()},
+              {"mime_types", p.mime_types},
+              {"model", p.model},
+              {"dim", p.dim},
+              {"ready", p.ready},
+              {"pretrained", p.pretrained},
+              {"weights", p.weights},
+              {"builtin", p.builtin},
+              {"status", p.status},
+              {"replicas", p.replicas}};
 }
 
 json to_json(const key_record& k) {

@@ -98,12 +98,13 @@ struct embed_result { // remote
   double queue_ms = 0;
   double compute_ms = 0;
   std::string node; // which node computed it
+  std::string extra_json; // more answer fields (a video's segments and frames), JSON object text
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, embed_result& x) {
   return f(caf::meta::type_name("rookery.embed_result"), x.pipeline, x.mime, x.model, x.dim,
-           x.embedding, x.queue_ms, x.compute_ms, x.node);
+           x.embedding, x.queue_ms, x.compute_ms, x.node, x.extra_json);
 }
 
 /// What a pipeline can do, for GET /v1/pipelines.
@@ -117,12 +118,27 @@ struct pipeline_info { // remote
   bool pretrained = false;
   std::string status;    // human-readable: where weights came from, or why not ready
   uint32_t replicas = 0;
+  std::string ops_json;  // the operator chain, every parameter filled in (JSON array text)
+  std::string weights;   // provenance of the model's weights
+  bool builtin = false;  // shipped with Rookery (not removable)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pipeline_info& x) {
   return f(caf::meta::type_name("rookery.pipeline_info"), x.name, x.kind, x.mime_types, x.model,
-           x.dim, x.ready, x.pretrained, x.status, x.replicas);
+           x.dim, x.ready, x.pretrained, x.status, x.replicas, x.ops_json, x.weights, x.builtin);
+}
+
+/// A pipeline to add at run time: POST /v1/pipelines.
+struct pipeline_spec_msg { // remote
+  std::string name;
+  std::string ops_json;
+  std::vector<std::string> mime_types;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pipeline_spec_msg& x) {
+  return f(caf::meta::type_name("rookery.pipeline_spec_msg"), x.name, x.ops_json, x.mime_types);
 }
 
 /// A model of the repository as served (Open Inference Protocol metadata).
@@ -136,12 +152,25 @@ struct model_meta { // remote
   uint32_t dim = 0;                  // embedding dimension
   bool ready = false;
   std::string status;
+  bool pretrained = false;           // real weights (false: seeded random, untrained)
+  std::string weights;               // provenance, e.g. "nsfwjs@4.4.0 inception_v3"
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_meta& x) {
   return f(caf::meta::type_name("rookery.model_meta"), x.name, x.version, x.arch, x.format,
-           x.input_shape, x.output_shape, x.dim, x.ready, x.status);
+           x.input_shape, x.output_shape, x.dim, x.ready, x.status, x.pretrained, x.weights);
+}
+
+/// The replicas serving one model, and what they serve.
+struct model_pool {
+  std::vector<caf::actor> replicas; // replica_actor handles (typed handles do not inspect)
+  model_meta meta;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_pool& x) {
+  return f(caf::meta::type_name("rookery.model_pool"), x.replicas, x.meta);
 }
 
 /// Install weights into the repository (the file is already on this node's disk).
@@ -343,8 +372,13 @@ using embed_service_actor = caf::typed_actor<
   caf::replies_to<embed_request>::with<embed_result>,
   // Describe the pipelines.
   caf::replies_to<list_atom>::with<std::vector<pipeline_info>>,
-  // Add (or replace) image pipeline `name` backed by repository model `model`.
-  caf::replies_to<caf::put_atom, std::string, std::string>::with<pipeline_info>>;
+  // Add (or replace) image pipeline `name` backed by repository model `model`,
+  // preprocessing as the model's config says (registration of trained models).
+  caf::replies_to<caf::put_atom, std::string, std::string>::with<pipeline_info>,
+  // Add (or replace) a pipeline from its operator chain (POST /v1/pipelines).
+  caf::replies_to<caf::put_atom, pipeline_spec_msg>::with<pipeline_info>,
+  // Remove a pipeline added at run time (built-ins: forbidden).
+  caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>>;
 
 /// datasets: the registry of built-in and uploaded data sets (detached: it
 /// reads and decodes archives).
@@ -370,7 +404,10 @@ using model_registry_actor = caf::typed_actor<
   // Import weights as the next version; the served replica is replaced.
   caf::replies_to<caf::put_atom, model_import>::with<model_meta>,
   // Remove every version of a model.
-  caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>>;
+  caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>,
+  // The replica pool serving a model (spawned, loading, on first use): the
+  // one pool per model that pipelines and /v2 share.
+  caf::replies_to<caf::get_atom, std::string>::with<model_pool>>;
 
 /// job manager: asynchronous work polled by id: embeddings and training runs
 /// (one detached trainer actor per running training job).

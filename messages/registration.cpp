@@ -25,6 +25,8 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<embed_request>("rookery.embed_request");
   cfg.add_message_type<embed_result>("rookery.embed_result");
   cfg.add_message_type<pipeline_info>("rookery.pipeline_info");
+  cfg.add_message_type<pipeline_spec_msg>("rookery.pipeline_spec_msg");
+  cfg.add_message_type<model_pool>("rookery.model_pool");
   cfg.add_message_type<login_result>("rookery.login_result");
   cfg.add_message_type<model_meta>("rookery.model_meta");
   cfg.add_message_type<model_import>("rookery.model_import");

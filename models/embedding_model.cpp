@@ -1,5 +1,7 @@
 #include "models/embedding_model.hpp"
 
+#include <algorithm>
+
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -84,7 +86,8 @@ struct embedding_model::impl {
   }
 
   result<std::vector<std::vector<float>>> run(const std::vector<const float*>& images, int64_t c,
-                                              int64_t h, int64_t w, bool features) {
+                                              int64_t h, int64_t w, bool features,
+                                              bool normalise = true) {
     if (images.empty())
       return std::vector<std::vector<float>>{};
     if (c <= 0 || h <= 0 || w <= 0 || c > 64 || h > 65536 || w > 65536)
@@ -111,7 +114,7 @@ struct embedding_model::impl {
         y = features ? net->forward_features(x) : net->forward(x);
       else
         y = run_script(x, features);
-      if (features)
+      if (features && normalise)
         y = torch::nn::functional::normalize(
           y.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
       return to_rows(y);
@@ -219,6 +222,16 @@ result<std::unique_ptr<embedding_model>> embedding_model::create_untrained(const
 result<std::vector<std::vector<float>>>
 embedding_model::embed(const std::vector<const float*>& images, int64_t c, int64_t h, int64_t w) {
   return impl_->run(images, c, h, w, /*features=*/true);
+}
+
+result<std::vector<std::vector<float>>>
+embedding_model::features(const std::vector<const float*>& images, int64_t c, int64_t h, int64_t w) {
+  return impl_->run(images, c, h, w, /*features=*/true, /*normalise=*/false);
+}
+
+bool embedding_model::can_create_untrained(const std::string& arch) {
+  const auto& archs = resnet_archs();
+  return std::find(archs.begin(), archs.end(), arch) != archs.end();
 }
 
 result<std::vector<std::vector<float>>>

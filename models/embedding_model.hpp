@@ -61,6 +61,14 @@ public:
   result<std::vector<std::vector<float>>> embed(const std::vector<const float*>& images,
                                                 int64_t c, int64_t h, int64_t w);
 
+  /// embed() without the normalisation: the pooled features as the model
+  /// computes them (pipelines normalise with their l2_normalize operator).
+  result<std::vector<std::vector<float>>> features(const std::vector<const float*>& images,
+                                                   int64_t c, int64_t h, int64_t w);
+
+  /// Whether create_untrained(arch) can build `arch`.
+  static bool can_create_untrained(const std::string& arch);
+
   /// Same input; the raw model output, not normalised: logits for the zoo
   /// models, and for TorchScript whatever `forward` returns (a tensor, or the
   /// first tensor of a tuple/list), flattened to (N, D).

@@ -10,6 +10,10 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "common/json_limits.hpp"
+#include "pipelines/codec.hpp"
+#include "pipelines/ops.hpp"
+
 namespace rookery {
 
 namespace {
@@ -449,7 +453,9 @@ void init_image_pipeline() {
   });
 }
 
-result<image_tensor> preprocess_image(const std::string& bytes, const image_options& opt) {
+namespace pipe {
+
+result<cv::Mat> decode_still(const std::string& bytes, int64_t limit) {
   if (bytes.empty())
     return fail(errc::bad_request, "empty body");
   if (bytes.size() > static_cast<size_t>(INT_MAX))
@@ -461,15 +467,12 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
     return decode_error("unrecognised image format (supported: JPEG, PNG, BMP, WebP, TIFF)");
   if (fmt == format::gif)
     return fail(errc::unsupported_media,
-                "could not decode image: GIF is not supported (supported: JPEG, PNG, BMP, WebP, TIFF)");
+                "could not decode image: GIF is not supported as a still image (supported: JPEG, "
+                "PNG, BMP, WebP, TIFF; animated GIFs go to the video pipeline)");
   const auto size = peek(fmt, d, n);
   if (!size)
     return decode_error(std::string("truncated or invalid ") + format_name(fmt) + " header");
-  const auto limit = opt.max_pixels;
-  auto too_many = [&](int64_t w, int64_t h) {
-    return limit > 0 && (w > limit || h > limit || w > limit / std::max<int64_t>(h, 1));
-  };
-  if (too_many(size->width, size->height))
+  if (too_many_pixels(size->width, size->height, limit))
     return fail(errc::payload_too_large,
                 "image is " + std::to_string(size->width) + "x" + std::to_string(size->height)
                   + " pixels, over the limit of " + std::to_string(limit) + " pixels");
@@ -489,87 +492,52 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
     img = cv::imdecode(buf, cv::IMREAD_COLOR);
   } catch (const cv::Exception& e) {
     return decode_error(std::string(format_name(fmt)) + ": " + e.err);
+  } catch (const std::bad_alloc&) {
+    return fail(errc::payload_too_large, "out of memory while decoding the image");
   } catch (const std::exception& e) {
     return decode_error(std::string(format_name(fmt)) + ": " + e.what());
   }
   if (img.empty())
     return decode_error(std::string("corrupt or unsupported ") + format_name(fmt) + " data");
-  if (too_many(img.cols, img.rows))
+  if (too_many_pixels(img.cols, img.rows, limit))
     return fail(errc::payload_too_large,
                 "image is " + std::to_string(img.cols) + "x" + std::to_string(img.rows)
                   + " pixels, over the limit of " + std::to_string(limit) + " pixels");
   if (img.type() != CV_8UC3 || !img.isContinuous())
     return fail(errc::internal, "decoder returned an unexpected pixel layout");
+  return img;
+}
 
-  try {
-    // torchvision Resize(int): shorter side -> resize, longer -> int(resize * long / short).
-    const int64_t iw = img.cols, ih = img.rows;
-    int64_t rw = iw, rh = ih;
-    if (opt.resize > 0) {
-      const int64_t s = opt.resize;
-      if (iw <= ih) {
-        rw = s;
-        rh = static_cast<int64_t>(static_cast<double>(s * ih) / static_cast<double>(iw));
-      } else {
-        rh = s;
-        rw = static_cast<int64_t>(static_cast<double>(s * iw) / static_cast<double>(ih));
-      }
-    }
-    const int64_t cw = opt.crop > 0 ? opt.crop : rw;
-    const int64_t chh = opt.crop > 0 ? opt.crop : rh;
-    if (too_many(cw, chh))
-      return fail(errc::payload_too_large, "output of " + std::to_string(cw) + "x" + std::to_string(chh)
-                                             + " pixels is over the limit");
-    const int64_t left = crop_offset(rw, cw), top = crop_offset(rh, chh);
-    // Window of the resized image that the crop covers.
-    const int64_t wx0 = std::max<int64_t>(0, left), wx1 = std::min(rw, left + cw);
-    const int64_t wy0 = std::max<int64_t>(0, top), wy1 = std::min(rh, top + chh);
-    const auto win = resize_window(img, rw, rh, wx0, wx1 - wx0, wy0, wy1 - wy0);
-    const int64_t win_w = wx1 - wx0;
+bool too_many_pixels(int64_t w, int64_t h, int64_t limit) {
+  return limit > 0 && (w > limit || h > limit || w > limit / std::max<int64_t>(h, 1));
+}
 
-    image_tensor out;
-    const int64_t nc = opt.channels == 1 ? 1 : 3;
-    out.c = nc;
-    out.h = chh;
-    out.w = cw;
-    out.data.resize(static_cast<size_t>(nc * chh * cw));
-    const int64_t plane = chh * cw;
-    float lut[3][256];
-    for (int c = 0; c < 3; ++c)
-      for (int v = 0; v < 256; ++v)
-        lut[c][v] = (static_cast<float>(v) / 255.0f - opt.mean[static_cast<size_t>(c)])
-                    / opt.std[static_cast<size_t>(c)];
-    for (int64_t y = 0; y < chh; ++y) {
-      const int64_t ry = y + top;
-      const bool row_in = ry >= wy0 && ry < wy1;
-      for (int64_t x = 0; x < cw; ++x) {
-        const int64_t rx = x + left;
-        const size_t o = static_cast<size_t>(y * cw + x);
-        const bool in = row_in && rx >= wx0 && rx < wx1;
-        const u8* p = in ? &win[static_cast<size_t>(((ry - wy0) * win_w + (rx - wx0)) * 3)] : nullptr;
-        if (nc == 1) {
-          // PIL's convert("L"): ITU-R 601-2 luma, rounded (exact for grey input).
-          int v = in ? (299 * p[2] + 587 * p[1] + 114 * p[0] + 500) / 1000 : 0;
-          out.data[o] = lut[0][v];
-        } else if (in) {
-          out.data[o] = lut[0][p[2]]; // BGR -> RGB
-          out.data[static_cast<size_t>(plane) + o] = lut[1][p[1]];
-          out.data[static_cast<size_t>(2 * plane) + o] = lut[2][p[0]];
-        } else {
-          out.data[o] = lut[0][0];
-          out.data[static_cast<size_t>(plane) + o] = lut[1][0];
-          out.data[static_cast<size_t>(2 * plane) + o] = lut[2][0];
-        }
-      }
-    }
-    return out;
-  } catch (const std::bad_alloc&) {
-    return fail(errc::payload_too_large, "out of memory while resizing the image");
-  } catch (const cv::Exception& e) {
-    return fail(errc::internal, std::string("image preprocessing failed: ") + e.err);
-  } catch (const std::exception& e) {
-    return fail(errc::internal, std::string("image preprocessing failed: ") + e.what());
-  }
+std::vector<uint8_t> pil_resize_window(const cv::Mat& img, int64_t rw, int64_t rh, int64_t x0,
+                                       int64_t cw, int64_t y0, int64_t ch) {
+  return resize_window(img, rw, rh, x0, cw, y0, ch);
+}
+
+int64_t center_offset(int64_t size, int64_t crop) {
+  return crop_offset(size, crop);
+}
+
+} // namespace pipe
+
+result<image_tensor> preprocess_image(const std::string& bytes, const image_options& opt) {
+  // The same operators a pipeline spec names, in the same order: this is
+  // the image half of the default pipeline (pipelines/builtin/*.json).
+  auto chain = pipe::compile_ops(pipe::image_chain(opt), pipe::limits{opt.max_pixels});
+  if (!chain)
+    return chain.error();
+  auto out = pipe::run_ops(*chain, bytes, "");
+  if (!out)
+    return out.error();
+  image_tensor t;
+  t.c = out->c;
+  t.h = out->h;
+  t.w = out->w;
+  t.data = std::move(out->tensors.at(0));
+  return t;
 }
 
 } // namespace rookery
@@ -580,7 +548,10 @@ result<image_options> parse_image_options(const std::string& json_text) {
   image_options o;
   if (json_text.empty())
     return o;
-  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  auto parsed = jsonx::parse_bounded(json_text);
+  if (!parsed)
+    return fail(errc::bad_request, "preprocess is not valid JSON");
+  const auto& j = *parsed;
   if (j.is_null())
     return o;
   if (!j.is_object())

@@ -27,6 +27,7 @@ PACKAGES=(
   fortunes              # categorised text corpus under /usr/share/games/fortunes
   # test and benchmark tools
   curl wrk
+  ffmpeg                # makes the test videos (OpenCV's FFmpeg backend decodes them)
   python3-torch python3-torchvision python3-skimage python3-pil
   python3-fastapi python3-uvicorn
 )

@@ -2,6 +2,8 @@
 // parsing, LR schedules, gradient clipping, checkpoints, the metric history.
 #include "trainers/trainer.hpp"
 
+#include <limits>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -47,10 +49,36 @@ bool read_key(const json& j, const char* key, T& out, std::string& err) {
       return false;
     }
   }
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
-    out = static_cast<T>(i->get<double>());
-  else
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // Exact integers are taken as they are when T holds them; an integral
+    // float (1e3) only when it is small enough to be exact.
+    constexpr auto lo = std::numeric_limits<T>::min();
+    constexpr auto hi = std::numeric_limits<T>::max();
+    auto out_of_range = [&] {
+      err = std::string("hyper.") + key + " is out of range (" + std::to_string(lo) + " to "
+            + std::to_string(hi) + ")";
+      return false;
+    };
+    if (i->is_number_unsigned()) {
+      auto v = i->get<uint64_t>();
+      if (v > static_cast<uint64_t>(hi))
+        return out_of_range();
+      out = static_cast<T>(v);
+    } else if (i->is_number_integer()) {
+      auto v = i->get<int64_t>();
+      if (v < static_cast<int64_t>(lo) || (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(hi)))
+        return out_of_range();
+      out = static_cast<T>(v);
+    } else {
+      double v = i->get<double>();
+      if (!(std::fabs(v) <= 9007199254740992.0) || v < static_cast<double>(lo)
+          || v > static_cast<double>(hi))
+        return out_of_range();
+      out = static_cast<T>(v);
+    }
+  } else {
     out = i->get<T>();
+  }
   return true;
 }
 

@@ -105,13 +105,23 @@ struct scratch {
     fs::create_directories(paths.data_dir);
   }
   fs::path file(const std::string& name) const { return tmp.path / name; }
-  /// Entries of <data>/datasets: nothing temporary may stay behind.
+  /// Entries of <data>/datasets and of its per-owner directories (u<id>/):
+  /// nothing temporary may stay behind.
   std::vector<std::string> stored() const {
     std::vector<std::string> out;
     std::error_code ec;
     for (fs::directory_iterator it(fs::path(paths.data_dir) / "datasets", ec), end;
-         !ec && it != end; it.increment(ec))
-      out.push_back(it->path().filename().string());
+         !ec && it != end; it.increment(ec)) {
+      auto name = it->path().filename().string();
+      if (name.size() > 1 && name[0] == 'u' && fs::is_directory(it->path())
+          && !fs::exists(it->path() / "dataset.json")) {
+        std::error_code ec2;
+        for (fs::directory_iterator in(it->path(), ec2), e2; !ec2 && in != e2; in.increment(ec2))
+          out.push_back(in->path().filename().string());
+      } else {
+        out.push_back(name);
+      }
+    }
     std::sort(out.begin(), out.end());
     return out;
   }

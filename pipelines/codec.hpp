@@ -1,0 +1,29 @@
+// Still-image decoding and PIL-exact resampling, shared by the operators
+// (internal to pipelines/; implemented in pipelines/image.cpp).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "common/result.hpp"
+
+namespace rookery::pipe {
+
+/// JPEG, PNG, BMP, WebP or TIFF -> 8UC3 BGR, with the header checks of
+/// preprocess_image (pixel limit before decoding, truncation, format).
+result<cv::Mat> decode_still(const std::string& bytes, int64_t max_pixels);
+
+/// w x h over `limit` pixels (limit <= 0: no limit), overflow-safe.
+bool too_many_pixels(int64_t w, int64_t h, int64_t limit);
+
+/// Pillow's antialiased bilinear resize of `img` to rw x rh, computed only
+/// for the window [x0, x0+cw) x [y0, y0+ch): 3 bytes a pixel, BGR.
+std::vector<uint8_t> pil_resize_window(const cv::Mat& img, int64_t rw, int64_t rh, int64_t x0,
+                                       int64_t cw, int64_t y0, int64_t ch);
+
+/// torchvision's CenterCrop offset (round half to even; negative: padding).
+int64_t center_offset(int64_t size, int64_t crop);
+
+} // namespace rookery::pipe
