@@ -18,8 +18,10 @@ function setup(thread)
 end
 
 local token, photo
-local ok_counts, bad_counts, unexpected = {}, {}, {}
-local samples = {}
+-- Per-thread tallies live in globals of plain values: wrk's thread:get()
+-- copies numbers and strings between Lua states, not tables.
+samples = ""
+nsamples = 0
 local pending_cancel = nil
 local step = 0
 local last_kind, last_want = nil, nil
@@ -31,8 +33,8 @@ function init(args)
   photo = f:read("*a")
   f:close()
   for _, k in ipairs({"embed", "login", "submit", "cancel", "bad", "list"}) do
-    ok_counts[k] = 0
-    unexpected[k] = 0
+    _G["ok_" .. k] = 0
+    _G["un_" .. k] = 0
   end
 end
 
@@ -40,7 +42,7 @@ local auth = function() return { ["Authorization"] = "Bearer " .. token } end
 
 local bad_requests = {
   function() return wrk.format("POST", "/v1/auth/login", {["Content-Type"] = "application/json"}, deep), {[400] = true} end,
-  function() return wrk.format("GET", "/v1/jobs/%ff", auth()), {[404] = true} end,
+  function() return wrk.format("GET", "/v1/jobs/%ff", auth()), {[400] = true} end,
   function() return wrk.format("GET", "/v1/jobs/%zz", auth()), {[400] = true} end,
   function() return wrk.format("POST", "/v1/auth/login", nil, '{"username":"intruder","password":"wrong password"}'), {[401] = true, [429] = true} end,
   function() return wrk.format("POST", "/v1/embed", auth(), "plain text is not an image"), {[415] = true} end,
@@ -73,7 +75,7 @@ function request()
     last_kind, last_want = "list", {[200] = true}
     return wrk.format("GET", "/v1/jobs", auth())
   else
-    local req, want = bad_requests[(step // 10 + r) % #bad_requests + 1]()
+    local req, want = bad_requests[(math.floor(step / 10) + r) % #bad_requests + 1]()
     last_kind, last_want = "bad", want
     return req
   end
@@ -82,11 +84,13 @@ end
 function response(status, headers, body)
   if last_kind == nil then return end
   if last_want[status] then
-    ok_counts[last_kind] = ok_counts[last_kind] + 1
+    _G["ok_" .. last_kind] = _G["ok_" .. last_kind] + 1
   else
-    unexpected[last_kind] = unexpected[last_kind] + 1
-    if #samples < 5 then
-      table.insert(samples, last_kind .. " -> " .. status .. " " .. string.sub(body or "", 1, 160))
+    _G["un_" .. last_kind] = _G["un_" .. last_kind] + 1
+    if nsamples < 3 then
+      nsamples = nsamples + 1
+      samples = samples .. "sample: " .. last_kind .. " -> " .. status .. " "
+                .. string.gsub(string.sub(body or "", 1, 160), "\n", " ") .. "\n"
     end
   end
   if last_kind == "submit" and status == 202 then
@@ -98,14 +102,13 @@ function done(summary, latency, requests)
   local kinds = {"embed", "login", "submit", "cancel", "bad", "list"}
   local ok, un = {}, {}
   for _, k in ipairs(kinds) do ok[k] = 0; un[k] = 0 end
-  local all_samples = {}
+  local all_samples = ""
   for _, t in ipairs(threads) do
-    local o, u, s = t:get("ok_counts"), t:get("unexpected"), t:get("samples")
     for _, k in ipairs(kinds) do
-      ok[k] = ok[k] + (o[k] or 0)
-      un[k] = un[k] + (u[k] or 0)
+      ok[k] = ok[k] + (t:get("ok_" .. k) or 0)
+      un[k] = un[k] + (t:get("un_" .. k) or 0)
     end
-    for _, x in ipairs(s) do if #all_samples < 10 then table.insert(all_samples, x) end end
+    if #all_samples < 2000 then all_samples = all_samples .. (t:get("samples") or "") end
   end
   local total_un = 0
   for _, k in ipairs(kinds) do
@@ -115,5 +118,5 @@ function done(summary, latency, requests)
   io.write(string.format("requests=%d socket_errors=%d timeouts=%d unexpected=%d p50_ms=%.1f p99_ms=%.1f\n",
     summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write,
     summary.errors.timeout, total_un, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-  for _, x in ipairs(all_samples) do io.write("sample: " .. x .. "\n") end
+  io.write(all_samples)
 end
