@@ -193,9 +193,12 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
     }
     if (!models.empty()) {
       info.pretrained = true;
-      info.status = "serving " + installed->name + " version " + std::to_string(installed->version)
-                    + " (" + installed->arch + ", " + installed->format + ") from "
-                    + installed->weights;
+      info.weights = installed->provenance;
+      info.status = "serving " + std::string(installed->builtin ? "built-in " : "") + installed->name
+                    + " version " + std::to_string(installed->version) + " (" + installed->arch
+                    + ", " + installed->format
+                    + (installed->provenance.empty() ? "" : ", weights " + installed->provenance)
+                    + ") from " + installed->weights;
       log::info("pipeline {}: {}", name, info.status);
     }
   } else {
@@ -203,8 +206,17 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
                   + installed.error().message + ")";
   }
   if (models.empty() && cfg.allow_untrained && !installed) {
+    // Random weights exist for the ResNets only; any other model (the default
+    // built-in nsfwjs_inception_v3 before scripts/setup.sh converted it) falls
+    // back to an untrained ResNet-18.
+    std::string untrained = model;
     for (uint32_t i = 0; i < cfg.replicas; ++i) {
-      auto m = embedding_model::create_untrained(model);
+      auto m = embedding_model::create_untrained(untrained);
+      if (!m && i == 0 && untrained != "resnet18") {
+        untrained = "resnet18";
+        info.status += "; scripts/setup.sh installs the built-in models";
+        m = embedding_model::create_untrained(untrained);
+      }
       if (!m) {
         info.status += "; no untrained fallback: " + m.error().message;
         models.clear();
@@ -213,8 +225,9 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
       models.emplace_back(std::move(m.value()));
     }
     if (!models.empty()) {
-      info.status += "; serving UNTRAINED random weights: embeddings are not meaningful. "
-                     "Install weights with `rookery models import`.";
+      info.status += "; serving UNTRAINED random weights"
+                     + (untrained == model ? std::string() : " of " + untrained)
+                     + ": embeddings are not meaningful. Install weights with `rookery models import`.";
       log::warn("pipeline {}: {}", name, info.status);
     }
   }
@@ -236,8 +249,8 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
                 p.error().message);
   }
   opts.max_pixels = cfg.max_image_pixels;
-  const std::vector<int64_t> input_shape = {opts.channels == 1 ? 1 : 3, opts.crop > 0 ? opts.crop : 224,
-                      opts.crop > 0 ? opts.crop : 224};
+  const std::vector<int64_t> input_shape = {opts.channels == 1 ? 1 : 3, opts.input_side(),
+                                            opts.input_side()};
   std::vector<replica_actor> replicas;
   model_meta meta;
   meta.name = model;
@@ -248,6 +261,8 @@ pipeline_entry make_image_pipeline(caf::actor_system& sys, const config& cfg,
   meta.dim = info.dim;
   meta.ready = true;
   meta.status = info.status;
+  meta.weights = info.weights;
+  meta.builtin = installed && installed->builtin;
   for (auto& m : models) {
     replicas.push_back(sys.spawn<caf::detached>(replica_impl, m, meta, cfg.max_batch));
     spawned.push_back(caf::actor_cast<caf::actor>(replicas.back()));

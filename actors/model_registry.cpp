@@ -23,8 +23,10 @@ model_meta meta_of(const installed_model& m) {
   meta.format = m.format;
   meta.dim = m.dim;
   meta.status = "installed, not loaded yet";
+  meta.weights = m.provenance;
+  meta.builtin = m.builtin;
   if (auto p = parse_image_options(m.preprocess_json); p && !m.preprocess_json.empty())
-    meta.input_shape = {p->channels, p->crop > 0 ? p->crop : 224, p->crop > 0 ? p->crop : 224};
+    meta.input_shape = {p->channels, p->input_side(), p->input_side()};
   return meta;
 }
 
@@ -43,6 +45,7 @@ caf::expected<replica_actor> replica_for(model_registry_actor::stateful_pointer<
   spec.weights_path = m->weights;
   spec.format = m->format;
   spec.options_json = m->options_json;
+  spec.output = m->output;
   spec.threads = st.torch_threads;
   auto r = self->spawn<caf::detached + caf::linked>(replica_loading, spec, meta_of(*m),
                                                     st.max_batch);

@@ -10,6 +10,10 @@
 
 namespace rookery {
 
+/// ROOKERY_BUILTIN_MODELS_DIR as CMake configured it (where scripts/setup.sh installs
+/// the built-in models): <source>/build/builtin-models unless set otherwise.
+std::string compiled_builtin_models_dir();
+
 struct config {
   // -- node
   std::string role = "all"; // all | gateway | worker
@@ -48,8 +52,12 @@ struct config {
   uint32_t torch_threads = 0;  // intra-op threads; 0 = number of cores
   uint32_t decoders = 2;       // image decode/preprocess actors
   uint32_t max_batch = 8;      // dynamic batching limit
-  // image pipelines: pipeline name -> model repository entry behind it
-  std::map<std::string, std::string> pipelines = {{"image", "resnet18"}};
+  // image pipelines: pipeline name -> model repository entry behind it. The default is
+  // the built-in nsfwjs InceptionV3 (scripts/setup.sh converts it; README "Built-in weights")
+  std::map<std::string, std::string> pipelines = {{"image", "nsfwjs_inception_v3"}};
+  // read-only built-in model directory (<dir>/<name>/<version>/), searched after the data
+  // directory's models; "" = none. Default: ROOKERY_BUILTIN_MODELS_DIR as CMake set it
+  std::string builtin_models = compiled_builtin_models_dir();
   bool allow_untrained = true; // serve random weights when none are installed (flagged as such)
   std::map<std::string, std::string> mime_table = {
     {"image/jpeg", "image"}, {"image/png", "image"}, {"image/bmp", "image"},

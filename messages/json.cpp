@@ -19,9 +19,12 @@ json to_json(const embed_result& r) {
 }
 
 json to_json(const pipeline_info& p) {
-  return json{{"name", p.name},         {"kind", p.kind},       {"mime_types", p.mime_types},
-              {"model", p.model},       {"dim", p.dim},         {"ready", p.ready},
-              {"pretrained", p.pretrained}, {"status", p.status}, {"replicas", p.replicas}};
+  json j{{"name", p.name},         {"kind", p.kind},       {"mime_types", p.mime_types},
+         {"model", p.model},       {"dim", p.dim},         {"ready", p.ready},
+         {"pretrained", p.pretrained}, {"status", p.status}, {"replicas", p.replicas}};
+  if (!p.weights.empty())
+    j["weights"] = p.weights; // where the weights come from
+  return j;
 }
 
 json to_json(const key_record& k) {
@@ -66,9 +69,14 @@ json to_json(const job_record& j) {
 }
 
 json to_json(const model_meta& m) {
-  return json{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
-              {"format", m.format}, {"dim", m.dim},         {"ready", m.ready},
-              {"status", m.status}};
+  json j{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
+         {"format", m.format}, {"dim", m.dim},         {"ready", m.ready},
+         {"status", m.status}};
+  if (!m.weights.empty())
+    j["weights"] = m.weights;
+  if (m.builtin)
+    j["builtin"] = true;
+  return j;
 }
 
 json to_json(const model_record& m) {

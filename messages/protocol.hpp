@@ -117,12 +117,13 @@ struct pipeline_info { // remote
   bool pretrained = false;
   std::string status;    // human-readable: where weights came from, or why not ready
   uint32_t replicas = 0;
+  std::string weights;   // provenance of the weights ("nsfwjs@4.4.0 inception_v3"), "" unknown
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pipeline_info& x) {
   return f(caf::meta::type_name("rookery.pipeline_info"), x.name, x.kind, x.mime_types, x.model,
-           x.dim, x.ready, x.pretrained, x.status, x.replicas);
+           x.dim, x.ready, x.pretrained, x.status, x.replicas, x.weights);
 }
 
 /// A model of the repository as served (Open Inference Protocol metadata).
@@ -136,12 +137,14 @@ struct model_meta { // remote
   uint32_t dim = 0;                  // embedding dimension
   bool ready = false;
   std::string status;
+  std::string weights; // provenance of the weights, "" unknown
+  bool builtin = false; // a read-only built-in model
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_meta& x) {
   return f(caf::meta::type_name("rookery.model_meta"), x.name, x.version, x.arch, x.format,
-           x.input_shape, x.output_shape, x.dim, x.ready, x.status);
+           x.input_shape, x.output_shape, x.dim, x.ready, x.status, x.weights, x.builtin);
 }
 
 /// Install weights into the repository (the file is already on this node's disk).

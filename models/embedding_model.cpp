@@ -63,6 +63,7 @@ struct embedding_model::impl {
   std::shared_ptr<zoo::ZooModelImpl> net; // any zoo model (ResNet for create_untrained)
   std::optional<torch::jit::Module> script;
   bool script_has_features = false;
+  bool softmax_output = false;
 
   void apply_threads() const {
     if (threads > 0 && at::get_num_threads() != threads)
@@ -114,6 +115,8 @@ struct embedding_model::impl {
       if (features)
         y = torch::nn::functional::normalize(
           y.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
+      else if (softmax_output)
+        y = torch::softmax(y.to(torch::kFloat), 1);
       return to_rows(y);
     } catch (const c10::Error& e) {
       return fail(errc::internal, "model " + arch + " failed: " + first_line(e.what_without_backtrace()));
@@ -137,6 +140,9 @@ result<std::unique_ptr<embedding_model>> embedding_model::load(const model_spec&
   auto p = std::make_unique<impl>();
   p->threads = spec.threads;
   p->pretrained = true;
+  if (!spec.output.empty() && spec.output != "softmax")
+    return fail(errc::unprocessable, "unknown model output '" + spec.output + "' (expected \"softmax\")");
+  p->softmax_output = spec.output == "softmax";
   const std::string format =
     !spec.format.empty() ? spec.format : (spec.arch == "torchscript" ? "torchscript" : "state_dict");
   try {
