@@ -126,6 +126,8 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
       return rp;
     },
     [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
+      if (auto m = find_installed_model(self->state.data_dir, name); m && m->builtin)
+        return to_error(remove_model(self->state.data_dir, name).error()); // forbidden; keep it loaded
       forget(self, name);
       if (auto st = remove_model(self->state.data_dir, name); !st)
         return to_error(st.error());

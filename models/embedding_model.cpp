@@ -41,6 +41,13 @@ std::optional<torch::Tensor> first_tensor(const c10::IValue& v) {
   return std::nullopt;
 }
 
+// LibTorch's complaints about inputs smaller than a convolution or pooling
+// window (networks with unpadded layers, like InceptionV3, need >= 75 px).
+bool input_too_small(const std::string& what) {
+  return what.find("Kernel size can't be greater than actual input size") != std::string::npos
+         || what.find("Output size is too small") != std::string::npos;
+}
+
 std::vector<std::vector<float>> to_rows(torch::Tensor t) {
   t = t.to(torch::kFloat).contiguous();
   const auto n = t.size(0);
@@ -119,7 +126,11 @@ struct embedding_model::impl {
         y = torch::softmax(y.to(torch::kFloat), 1);
       return to_rows(y);
     } catch (const c10::Error& e) {
-      return fail(errc::internal, "model " + arch + " failed: " + first_line(e.what_without_backtrace()));
+      auto what = first_line(e.what_without_backtrace());
+      if (input_too_small(what)) // the client's tensor, not the model, is at fault
+        return fail(errc::bad_request, "a " + std::to_string(h) + "x" + std::to_string(w)
+                                         + " input is too small for model " + arch + ": " + what);
+      return fail(errc::internal, "model " + arch + " failed: " + what);
     } catch (const std::exception& e) {
       return fail(errc::internal, "model " + arch + " failed: " + e.what());
     }
