@@ -6,8 +6,11 @@
 // installs them) the case WARNs and returns: Catch2 2.x has no SKIP.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
+#include <map>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>

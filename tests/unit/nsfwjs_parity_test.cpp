@@ -295,9 +295,9 @@ TEST_CASE("built-in weights match nsfwjs itself on a real photo", "[nsfwjs][pari
     REQUIRE(ours[i].features.size() == theirs[i]->features.size());
     const double cos = cosine(ours[i].features, theirs[i]->features);
     std::printf("nsfwjs parity, %s on chelsea.png: probabilities max |diff| %.3g, features cosine "
-                "%.9f (nsfwjs %s; rookery [%.6f %.6f %.6f %.6f %.6f], nsfwjs [%.6f %.6f %.6f %.6f "
+                "%.9f (1 - cos = %.3g; nsfwjs %s; rookery [%.6f %.6f %.6f %.6f %.6f], nsfwjs [%.6f %.6f %.6f %.6f "
                 "%.6f]; node %.1f s for both)\n",
-                models[i].c_str(), max_diff, cos, theirs[i]->package.c_str(),
+                models[i].c_str(), max_diff, cos, 1.0 - cos, theirs[i]->package.c_str(),
                 ours[i].probabilities[0], ours[i].probabilities[1], ours[i].probabilities[2],
                 ours[i].probabilities[3], ours[i].probabilities[4], theirs[i]->probabilities[0],
                 theirs[i]->probabilities[1], theirs[i]->probabilities[2],
