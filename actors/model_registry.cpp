@@ -18,15 +18,6 @@ constexpr auto kLoadTimeout = std::chrono::minutes(5);
 
 using self_ptr = model_registry_actor::stateful_pointer<model_registry_state>;
 
-/// Provenance of an installed model's weights: config.json's "provenance"
-/// when the installer wrote one, else the repository entry itself.
-std::string provenance_of(const installed_model& m) {
-  auto j = nlohmann::json::parse(m.config_json, nullptr, false);
-  if (j.is_object() && j.contains("provenance") && j["provenance"].is_string())
-    return j["provenance"].get<std::string>();
-  return "repository model " + m.name + " version " + std::to_string(m.version);
-}
-
 model_meta meta_of(const installed_model& m) {
   model_meta meta;
   meta.name = m.name;
@@ -36,9 +27,11 @@ model_meta meta_of(const installed_model& m) {
   meta.dim = m.dim;
   meta.status = "installed, not loaded yet";
   meta.pretrained = true;
-  meta.weights = provenance_of(m);
+  meta.weights = m.provenance.empty() ? "repository model " + m.name + " version " + std::to_string(m.version)
+                                      : m.provenance;
+  meta.builtin = m.builtin;
   if (auto p = parse_image_options(m.preprocess_json); p && !m.preprocess_json.empty())
-    meta.input_shape = {p->channels, p->crop > 0 ? p->crop : 224, p->crop > 0 ? p->crop : 224};
+    meta.input_shape = {p->channels, p->input_side(), p->input_side()};
   return meta;
 }
 
@@ -56,18 +49,25 @@ caf::expected<model_registry_state::pool*> pool_for(self_ptr self, const std::st
     spec.weights_path = m->weights;
     spec.format = m->format;
     spec.options_json = m->options_json;
+    spec.output = m->output;
     meta = meta_of(*m);
     log::info("model registry: loading {} version {} ({} replicas)", m->name, m->version,
               st.settings.replicas);
-  } else if (st.settings.allow_untrained && embedding_model::can_create_untrained(name)) {
+  } else if (st.settings.allow_untrained) {
+    // Seeded random weights exist for the ResNets; any other model (the
+    // built-in nsfwjs networks before scripts/setup.sh converted them) is
+    // stood in for by an untrained ResNet-18, and says so.
+    const bool same = embedding_model::can_create_untrained(name);
     spec.name = name;
-    spec.arch = name;
+    spec.arch = same ? name : "resnet18";
     spec.format = "untrained";
     meta.name = name;
-    meta.arch = name;
+    meta.arch = spec.arch;
     meta.format = "untrained";
     meta.pretrained = false;
-    meta.weights = "none: seeded random initialisation (no weights installed)";
+    meta.weights = same ? "none: seeded random initialisation (no weights installed)"
+                        : "none: an untrained resnet18 stands in for '" + name
+                            + "' (not installed; scripts/setup.sh installs the built-in models)";
     log::warn("model registry: no weights for {}; serving UNTRAINED random weights "
               "(embeddings are not meaningful)", name);
   } else {
@@ -165,6 +165,8 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
       return rp;
     },
     [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
+      if (auto m = find_installed_model(self->state.settings.data_dir, name); m && m->builtin)
+        return to_error(remove_model(self->state.settings.data_dir, name).error()); // forbidden; keep it loaded
       forget(self, name);
       if (auto st = remove_model(self->state.settings.data_dir, name); !st)
         return to_error(st.error());

@@ -58,7 +58,10 @@ struct common_flags {
         return fail(errc::bad_request, "--set needs key=value, got '" + kv + "'");
       overrides[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
-    return load_config(config_file, rookery_environment(), overrides);
+    auto cfg = load_config(config_file, rookery_environment(), overrides);
+    if (cfg)
+      set_builtin_models_dir(cfg->builtin_models); // every command sees the same built-ins
+    return cfg;
   }
 };
 

@@ -8,9 +8,17 @@
 
 extern char** environ;
 
+#ifndef ROOKERY_BUILTIN_MODELS_DIR
+#define ROOKERY_BUILTIN_MODELS_DIR ""
+#endif
+
 namespace rookery {
 
 using nlohmann::json;
+
+std::string compiled_builtin_models_dir() {
+  return ROOKERY_BUILTIN_MODELS_DIR;
+}
 
 namespace {
 
@@ -21,7 +29,8 @@ namespace {
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
   X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) X(drain_timeout_ms) \
   X(head_timeout_ms) X(min_upload_bytes_per_s) X(upload_timeout_s) X(import_timeout_ms) X(max_connections) \
-  X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(allow_untrained)    \
+  X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(builtin_models)    \
+  X(allow_untrained)                                                                         \
   X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(train_threads) X(fashion_mnist_dir) \
   X(fortunes_dir) X(max_dataset_bytes)
 

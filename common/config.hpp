@@ -10,6 +10,10 @@
 
 namespace rookery {
 
+/// ROOKERY_BUILTIN_MODELS_DIR as CMake configured it (where scripts/setup.sh installs
+/// the built-in models): <source>/build/builtin-models unless set otherwise.
+std::string compiled_builtin_models_dir();
+
 struct config {
   // -- node
   std::string role = "all"; // all | gateway | worker
@@ -58,6 +62,9 @@ struct config {
   // the model's config says. The built-in pipelines (pipelines/builtin/*.json)
   // and those added over HTTP need no entry here.
   std::map<std::string, std::string> pipelines;
+  // read-only built-in model directory (<dir>/<name>/<version>/), searched after the data
+  // directory's models; "" = none. Default: ROOKERY_BUILTIN_MODELS_DIR as CMake set it
+  std::string builtin_models = compiled_builtin_models_dir();
   bool allow_untrained = true; // serve random weights when none are installed (flagged as such)
   // MIME type -> pipeline, winning over the MIME types the pipelines declare
   // (empty: each pipeline's own "mime_types" decide).

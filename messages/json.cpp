@@ -82,9 +82,14 @@ json to_json(const job_record& j) {
 }
 
 json to_json(const model_meta& m) {
-  return json{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
-              {"format", m.format}, {"dim", m.dim},         {"ready", m.ready},
-              {"status", m.status}};
+  json j{{"name", m.name},     {"version", m.version}, {"arch", m.arch},
+         {"format", m.format}, {"dim", m.dim},         {"ready", m.ready},
+         {"status", m.status}};
+  if (!m.weights.empty())
+    j["weights"] = m.weights;
+  if (m.builtin)
+    j["builtin"] = true;
+  return j;
 }
 
 json to_json(const model_record& m) {

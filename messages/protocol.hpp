@@ -154,12 +154,14 @@ struct model_meta { // remote
   std::string status;
   bool pretrained = false;           // real weights (false: seeded random, untrained)
   std::string weights;               // provenance, e.g. "nsfwjs@4.4.0 inception_v3"
+  bool builtin = false;              // a read-only built-in model
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_meta& x) {
   return f(caf::meta::type_name("rookery.model_meta"), x.name, x.version, x.arch, x.format,
-           x.input_shape, x.output_shape, x.dim, x.ready, x.status, x.pretrained, x.weights);
+           x.input_shape, x.output_shape, x.dim, x.ready, x.status, x.pretrained, x.weights,
+           x.builtin);
 }
 
 /// The replicas serving one model, and what they serve.

@@ -43,6 +43,13 @@ std::optional<torch::Tensor> first_tensor(const c10::IValue& v) {
   return std::nullopt;
 }
 
+// LibTorch's complaints about inputs smaller than a convolution or pooling
+// window (networks with unpadded layers, like InceptionV3, need >= 75 px).
+bool input_too_small(const std::string& what) {
+  return what.find("Kernel size can't be greater than actual input size") != std::string::npos
+         || what.find("Output size is too small") != std::string::npos;
+}
+
 std::vector<std::vector<float>> to_rows(torch::Tensor t) {
   t = t.to(torch::kFloat).contiguous();
   const auto n = t.size(0);
@@ -65,6 +72,7 @@ struct embedding_model::impl {
   std::shared_ptr<zoo::ZooModelImpl> net; // any zoo model (ResNet for create_untrained)
   std::optional<torch::jit::Module> script;
   bool script_has_features = false;
+  bool softmax_output = false;
 
   void apply_threads() const {
     if (threads > 0 && at::get_num_threads() != threads)
@@ -117,9 +125,15 @@ struct embedding_model::impl {
       if (features && normalise)
         y = torch::nn::functional::normalize(
           y.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
+      else if (softmax_output)
+        y = torch::softmax(y.to(torch::kFloat), 1);
       return to_rows(y);
     } catch (const c10::Error& e) {
-      return fail(errc::internal, "model " + arch + " failed: " + first_line(e.what_without_backtrace()));
+      auto what = first_line(e.what_without_backtrace());
+      if (input_too_small(what)) // the client's tensor, not the model, is at fault
+        return fail(errc::bad_request, "a " + std::to_string(h) + "x" + std::to_string(w)
+                                         + " input is too small for model " + arch + ": " + what);
+      return fail(errc::internal, "model " + arch + " failed: " + what);
     } catch (const std::exception& e) {
       return fail(errc::internal, "model " + arch + " failed: " + e.what());
     }
@@ -140,6 +154,9 @@ result<std::unique_ptr<embedding_model>> embedding_model::load(const model_spec&
   auto p = std::make_unique<impl>();
   p->threads = spec.threads;
   p->pretrained = true;
+  if (!spec.output.empty() && spec.output != "softmax")
+    return fail(errc::unprocessable, "unknown model output '" + spec.output + "' (expected \"softmax\")");
+  p->softmax_output = spec.output == "softmax";
   const std::string format =
     !spec.format.empty() ? spec.format : (spec.arch == "torchscript" ? "torchscript" : "state_dict");
   try {

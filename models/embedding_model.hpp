@@ -22,6 +22,9 @@ struct model_spec {
                             // when set, the model is built with them and the weights load
                             // strictly (e.g. a 1-channel, 10-class model a trainer exported);
                             // "" = torchvision's defaults, classifier adapted as needed
+  std::string output;       // "" | "softmax": forward() gives softmax probabilities over
+                            // the outputs (a classifier like nsfwjs's, whose Keras model
+                            // ends in a softmax); embed() is unaffected
 };
 
 /// One instance per model replica; not thread-safe (one caller at a time), but
@@ -71,7 +74,8 @@ public:
 
   /// Same input; the raw model output, not normalised: logits for the zoo
   /// models, and for TorchScript whatever `forward` returns (a tensor, or the
-  /// first tensor of a tuple/list), flattened to (N, D).
+  /// first tensor of a tuple/list), flattened to (N, D); with spec.output
+  /// "softmax", softmax over each row.
   result<std::vector<std::vector<float>>> forward(const std::vector<const float*>& images,
                                                   int64_t c, int64_t h, int64_t w);
 

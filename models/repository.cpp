@@ -34,6 +34,11 @@ result<installed_model> read_version(const fs::path& dir, const std::string& nam
       m.options_json = j["options"].dump();
     if (j.contains("preprocess") && j["preprocess"].is_object())
       m.preprocess_json = j["preprocess"].dump();
+    m.output = j.value("output", "");
+    if (!m.output.empty() && m.output != "softmax")
+      return fail(errc::unprocessable, (dir / "config.json").string()
+                                         + ": \"output\" must be \"softmax\" when set");
+    m.provenance = j.value("provenance", "");
     m.config_json = ss.str();
     return m;
   } catch (const std::exception& e) {
@@ -41,22 +46,14 @@ result<installed_model> read_version(const fs::path& dir, const std::string& nam
   }
 }
 
-} // namespace
-
-bool valid_model_name(const std::string& name) {
-  if (name.empty() || name.size() > 64 || name[0] == '.')
-    return false;
-  for (char c : name)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
-      return false;
-  return true;
+std::string& builtin_dir_setting() {
+  static std::string dir = default_builtin_models_dir();
+  return dir;
 }
 
-result<installed_model> find_installed_model(const std::string& data_dir,
-                                             const std::string& name) {
-  if (!valid_model_name(name))
-    return fail(errc::not_found, "no model '" + name + "'");
-  fs::path root = fs::path(data_dir) / "models" / name;
+// The newest version of `name` under `root` (a models directory: <root>/<name>/<version>).
+result<installed_model> find_in(const fs::path& root_dir, const std::string& name) {
+  fs::path root = root_dir / name;
   std::error_code ec;
   if (!fs::is_directory(root, ec))
     return fail(errc::not_found, "no model '" + name + "' under " + root.string());
@@ -75,16 +72,74 @@ result<installed_model> find_installed_model(const std::string& data_dir,
   return read_version(root / std::to_string(best), name, best);
 }
 
+void list_in(const fs::path& root, std::vector<installed_model>& out) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec))
+    return;
+  for (auto& entry : fs::directory_iterator(root, ec)) {
+    if (!entry.is_directory())
+      continue;
+    auto name = entry.path().filename().string();
+    if (!valid_model_name(name))
+      continue;
+    bool shadowed = false;
+    for (auto& m : out)
+      shadowed = shadowed || m.name == name;
+    if (!shadowed)
+      if (auto m = find_in(root, name))
+        out.push_back(std::move(m.value()));
+  }
+}
+
+} // namespace
+
+#ifndef ROOKERY_BUILTIN_MODELS_DIR
+#define ROOKERY_BUILTIN_MODELS_DIR ""
+#endif
+
+std::string default_builtin_models_dir() {
+  return ROOKERY_BUILTIN_MODELS_DIR;
+}
+
+void set_builtin_models_dir(std::string dir) {
+  builtin_dir_setting() = std::move(dir);
+}
+
+const std::string& builtin_models_dir() {
+  return builtin_dir_setting();
+}
+
+bool valid_model_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.')
+    return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      return false;
+  return true;
+}
+
+result<installed_model> find_installed_model(const std::string& data_dir,
+                                             const std::string& name) {
+  if (!valid_model_name(name))
+    return fail(errc::not_found, "no model '" + name + "'");
+  auto own = find_in(fs::path(data_dir) / "models", name);
+  if (own || own.error().code != errc::not_found || builtin_models_dir().empty())
+    return own;
+  auto builtin = find_in(fs::path(builtin_models_dir()), name);
+  if (!builtin)
+    return builtin.error().code == errc::not_found ? own : builtin;
+  builtin->builtin = true;
+  return builtin;
+}
+
 std::vector<installed_model> list_installed_models(const std::string& data_dir) {
   std::vector<installed_model> out;
-  std::error_code ec;
-  fs::path root = fs::path(data_dir) / "models";
-  if (!fs::is_directory(root, ec))
-    return out;
-  for (auto& entry : fs::directory_iterator(root, ec))
-    if (entry.is_directory())
-      if (auto m = find_installed_model(data_dir, entry.path().filename().string()))
-        out.push_back(std::move(m.value()));
+  list_in(fs::path(data_dir) / "models", out);
+  const auto own = out.size();
+  if (!builtin_models_dir().empty())
+    list_in(fs::path(builtin_models_dir()), out);
+  for (size_t i = own; i < out.size(); ++i)
+    out[i].builtin = true;
   std::sort(out.begin(), out.end(),
             [](const installed_model& a, const installed_model& b) { return a.name < b.name; });
   return out;
@@ -126,8 +181,8 @@ result<installed_model> import_model(const std::string& data_dir, const import_r
   auto m = embedding_model::load(spec);
   if (!m)
     return m.error();
-  uint32_t version = 1;
-  if (auto prev = find_installed_model(data_dir, req.name))
+  uint32_t version = 1; // the data directory's own versions (a built-in is shadowed, not versioned)
+  if (auto prev = find_in(fs::path(data_dir) / "models", req.name))
     version = prev->version + 1;
   auto dir = fs::path(data_dir) / "models" / req.name / std::to_string(version);
   auto staging = fs::path(data_dir) / "models" / req.name / (".staging-" + std::to_string(version));
@@ -160,8 +215,12 @@ status remove_model(const std::string& data_dir, const std::string& name) {
     return fail(errc::not_found, "no model '" + name + "'");
   auto root = fs::path(data_dir) / "models" / name;
   std::error_code ec;
-  if (!fs::is_directory(root, ec))
+  if (!fs::is_directory(root, ec)) {
+    if (auto b = find_installed_model(data_dir, name); b && b->builtin)
+      return fail(errc::forbidden, "model '" + name + "' is built in (" + b->dir
+                                     + ") and cannot be removed");
     return fail(errc::not_found, "no model '" + name + "'");
+  }
   fs::remove_all(root, ec);
   if (ec)
     return fail(errc::internal, "cannot remove " + root.string() + ": " + ec.message());

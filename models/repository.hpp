@@ -1,7 +1,18 @@
 // The model repository on disk, Triton-style:
 //   <data>/models/<name>/<version>/{config.json, model.pth | model.ts}
-// config.json: {"arch", "format", "weights", "dim", "options", "preprocess"}. Torch-free
-// header; the import validates weights by loading them (models/embedding_model).
+// config.json: {"arch", "format", "weights", "dim", "options", "preprocess"} and
+// optionally "output" ("softmax": forward() gives probabilities), "classes" and
+// "provenance" (where the weights come from, e.g. "nsfwjs@4.4.0 inception_v3").
+//
+// Built-in models: a second, read-only directory of the same layout without the
+// models/ level (<builtin>/<name>/<version>/), by default the one
+// scripts/setup.sh fills (ROOKERY_BUILTIN_MODELS_DIR at CMake time; the
+// `builtin_models` setting). Every look-up sees them whatever the data
+// directory; a data directory's own model of the same name wins. They are
+// never written: import_model() versions only the data directory's copy and
+// remove_model() refuses them.
+//
+// Torch-free header; the import validates weights by loading them (models/embedding_model).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,12 +33,23 @@ struct installed_model {
   uint32_t dim = 0;         // embedding dimension, when known
   std::string options_json;    // zoo::model_options the weights were made with ("" = defaults)
   std::string preprocess_json; // image preprocessing for pipelines ("" = ImageNet's)
+  std::string output;          // "" (raw outputs) | "softmax" (config.json "output")
+  std::string provenance;      // where the weights come from ("" = not recorded)
+  bool builtin = false;        // from the built-in directory (read-only)
 };
 
-/// The newest installed version of `name` (not_found when none).
+/// The built-in model directory every look-up also searches ("" = none).
+/// PROCESS-GLOBAL; defaults to the directory compiled in (see default_builtin_models_dir()).
+void set_builtin_models_dir(std::string dir);
+const std::string& builtin_models_dir();
+/// ROOKERY_BUILTIN_MODELS_DIR as CMake configured it (where scripts/setup.sh installs).
+std::string default_builtin_models_dir();
+
+/// The newest installed version of `name`: the data directory's, else the
+/// built-in one (not_found when neither has it).
 result<installed_model> find_installed_model(const std::string& data_dir, const std::string& name);
 
-/// Newest version of every installed model, by name.
+/// Newest version of every installed model, by name (built-ins included).
 std::vector<installed_model> list_installed_models(const std::string& data_dir);
 
 struct import_request {
@@ -46,7 +68,8 @@ struct import_request {
 /// unprocessable (weights that do not load, with the key report), internal (I/O).
 result<installed_model> import_model(const std::string& data_dir, const import_request& req);
 
-/// Removes every version of `name` (not_found when none).
+/// Removes every version of `name` from the data directory (not_found when
+/// none; forbidden for a built-in model, which is read-only).
 status remove_model(const std::string& data_dir, const std::string& name);
 
 /// Repository names: 1-64 of letters, digits, '_', '-', '.', not starting with '.'.

@@ -23,6 +23,12 @@ bool too_many_pixels(int64_t w, int64_t h, int64_t limit);
 std::vector<uint8_t> pil_resize_window(const cv::Mat& img, int64_t rw, int64_t rh, int64_t x0,
                                        int64_t cw, int64_t y0, int64_t ch);
 
+/// TF.js's tf.image.resizeBilinear (tfjs-backend-cpu, half_pixel_centers off)
+/// of the whole picture scaled to [0, 1]: CHW RGB floats, out_h x out_w. The
+/// kernel reads float32 values, interpolates in double and stores float32;
+/// so does this (nsfwjs's preprocessing).
+std::vector<float> tf_bilinear_tensor(const cv::Mat& img, int64_t out_w, int64_t out_h, bool align_corners);
+
 /// torchvision's CenterCrop offset (round half to even; negative: padding).
 int64_t center_offset(int64_t size, int64_t crop);
 

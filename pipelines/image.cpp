@@ -432,6 +432,66 @@ int64_t crop_offset(int64_t size, int64_t crop) {
   return size >= crop ? half_round_even(size - crop) : -((crop - size) / 2);
 }
 
+// --- TF.js's tf.image.resizeBilinear (the tfjs-backend-cpu kernel) --------------------
+// nsfwjs's preprocessing: img / 255 (float32), then resizeBilinear of the whole
+// image to size x size, no crop. The kernel reads float32 values, interpolates
+// in double (JavaScript numbers) and stores float32; so does this.
+
+struct tf_taps {
+  std::vector<int64_t> lo, hi; // source indices
+  std::vector<double> frac;    // weight of hi
+};
+
+tf_taps tf_bilinear_taps(int64_t in, int64_t out, bool align_corners) {
+  const bool align = align_corners && out > 1;
+  const double ratio = static_cast<double>(align ? in - 1 : in) / static_cast<double>(align ? out - 1 : out);
+  tf_taps t;
+  for (int64_t i = 0; i < out; ++i) {
+    const double src = ratio * static_cast<double>(i); // half_pixel_centers = false
+    const auto lo = std::max<int64_t>(0, static_cast<int64_t>(std::floor(src)));
+    t.lo.push_back(lo);
+    t.hi.push_back(std::min<int64_t>(in - 1, static_cast<int64_t>(std::ceil(src))));
+    t.frac.push_back(src - static_cast<double>(lo));
+  }
+  return t;
+}
+
+} // namespace
+
+namespace pipe {
+
+std::vector<float> tf_bilinear_tensor(const cv::Mat& img, int64_t out_w, int64_t out_h, bool align_corners) {
+  const auto rows = tf_bilinear_taps(img.rows, out_h, align_corners);
+  const auto cols = tf_bilinear_taps(img.cols, out_w, align_corners);
+  float scaled[256];
+  for (int v = 0; v < 256; ++v)
+    scaled[v] = static_cast<float>(v) / 255.0f;
+  const int64_t plane = out_w * out_h;
+  std::vector<float> out(static_cast<size_t>(3 * plane));
+  for (int64_t y = 0; y < out_h; ++y) {
+    const u8* top = img.ptr<u8>(static_cast<int>(rows.lo[static_cast<size_t>(y)]));
+    const u8* bottom = img.ptr<u8>(static_cast<int>(rows.hi[static_cast<size_t>(y)]));
+    const double fy = rows.frac[static_cast<size_t>(y)];
+    for (int64_t x = 0; x < out_w; ++x) {
+      const int64_t l = cols.lo[static_cast<size_t>(x)] * 3, r = cols.hi[static_cast<size_t>(x)] * 3;
+      const double fx = cols.frac[static_cast<size_t>(x)];
+      for (int c = 0; c < 3; ++c) {
+        const int b = 2 - c; // BGR -> RGB
+        const double tl = scaled[top[l + b]], tr = scaled[top[r + b]];
+        const double bl = scaled[bottom[l + b]], br = scaled[bottom[r + b]];
+        const double t = tl + (tr - tl) * fx;
+        const double bo = bl + (br - bl) * fx;
+        out[static_cast<size_t>(c * plane + y * out_w + x)] = static_cast<float>(t + (bo - t) * fy);
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace pipe
+
+namespace {
+
 failure decode_error(const std::string& why) {
   return fail(errc::bad_request, "could not decode image: " + why);
 }
@@ -544,6 +604,12 @@ result<image_tensor> preprocess_image(const std::string& bytes, const image_opti
 
 namespace rookery {
 
+int64_t image_options::input_side() const {
+  if (mode == resize_mode::tf_bilinear)
+    return resize;
+  return crop > 0 ? crop : 224;
+}
+
 result<image_options> parse_image_options(const std::string& json_text) {
   image_options o;
   if (json_text.empty())
@@ -586,6 +652,26 @@ result<image_options> parse_image_options(const std::string& json_text) {
   for (float s : o.std)
     if (!(s > 0))
       return fail(errc::bad_request, "preprocess.std must be positive");
+  if (auto i = j.find("resize_mode"); i != j.end() && !i->is_null()) {
+    if (*i == "tf_bilinear")
+      o.mode = resize_mode::tf_bilinear;
+    else if (*i != "shorter_side")
+      return fail(errc::bad_request, "preprocess.resize_mode must be \"shorter_side\" or \"tf_bilinear\"");
+  }
+  if (auto i = j.find("align_corners"); i != j.end() && !i->is_null()) {
+    if (!i->is_boolean())
+      return fail(errc::bad_request, "preprocess.align_corners must be a boolean");
+    o.align_corners = i->get<bool>();
+  }
+  if (o.mode == resize_mode::tf_bilinear) {
+    if (!j.contains("crop") || j["crop"].is_null())
+      o.crop = 0; // the default centre crop belongs to shorter_side
+    if (o.resize <= 0 || o.crop > 0 || o.channels != 3)
+      return fail(errc::bad_request, "preprocess.resize_mode tf_bilinear stretches the image to "
+                                     "resize x resize: it needs resize > 0, no crop (0) and 3 channels");
+  } else if (o.align_corners) {
+    return fail(errc::bad_request, "preprocess.align_corners applies to resize_mode tf_bilinear only");
+  }
   return o;
 }
 

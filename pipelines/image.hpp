@@ -1,5 +1,6 @@
 // Image bytes -> normalised CHW float tensor, matching torchvision's ImageNet
-// eval transform  Resize(resize) -> CenterCrop(crop) -> ToTensor -> Normalize.
+// eval transform  Resize(resize) -> CenterCrop(crop) -> ToTensor -> Normalize,
+// or (resize_mode tf_bilinear) TF.js's tf.image.resizeBilinear as nsfwjs uses it.
 // Torch-free and OpenCV-free header: actor code includes it.
 #pragma once
 #include <array>
@@ -12,18 +13,36 @@
 
 namespace rookery {
 
+/// How the decoded image is resized.
+enum class resize_mode {
+  shorter_side, // torchvision: Resize(resize) of the shorter side (PIL's antialiased
+                // bilinear filter), then CenterCrop(crop)
+  tf_bilinear,  // TF.js: the whole image stretched to resize x resize by
+                // tf.image.resizeBilinear (no antialiasing, no crop; align_corners as set,
+                // half_pixel_centers false) on the values scaled to [0, 1], as nsfwjs does
+};
+
 struct image_options {
-  int resize = 256;  // shorter side after resizing; <= 0: no resize
+  int resize = 256;  // shorter side after resizing (tf_bilinear: the output side); <= 0: no resize
   int crop = 224;    // centre crop (square); <= 0: no crop
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
   int64_t max_pixels = 40'000'000; // width * height limit, checked before decoding; <= 0: none
   int channels = 3; // 3: RGB; 1: greyscale (PIL's convert("L"); mean[0]/std[0] apply)
+  resize_mode mode = resize_mode::shorter_side;
+  bool align_corners = false; // tf_bilinear: tf.image.resizeBilinear's alignCorners
+
+  /// Side of the square tensor preprocess_image() gives (224 when that depends
+  /// on the image: shorter_side without a crop).
+  int64_t input_side() const;
 };
 
 /// image_options from a model's "preprocess" JSON object text (model
-/// repository config.json): {"resize", "crop", "channels", "mean", "std"};
-/// absent keys keep ImageNet's defaults. bad_request on wrong types/values.
+/// repository config.json): {"resize", "crop", "channels", "mean", "std",
+/// "resize_mode": "shorter_side" | "tf_bilinear", "align_corners"}; absent keys
+/// keep ImageNet's defaults. tf_bilinear needs resize > 0, 3 channels and no
+/// crop (0); mean 0 / std 1 then give nsfwjs's RGB / 255. bad_request on wrong
+/// types/values.
 result<image_options> parse_image_options(const std::string& json_text);
 
 /// CHW, RGB (or one grey channel), normalised.
@@ -49,7 +68,10 @@ std::optional<image_size> peek_image_size(const std::string& bytes);
 /// torchvision's rounding (top = round_half_even((h - crop) / 2), zero padding
 /// when the image is smaller), scales to [0,1] and normalises with mean/std.
 /// Only the cropped window is resampled, so cost does not depend on the
-/// aspect ratio. Single-threaded; see init_image_pipeline().
+/// aspect ratio. With resize_mode tf_bilinear: the whole image is stretched to
+/// resize x resize as TF.js's CPU kernel does it (values v / 255 in float32,
+/// interpolated in double, stored as float32), then normalised with mean/std.
+/// Single-threaded; see init_image_pipeline().
 ///
 /// Errors: empty input -> bad_request "empty body"; header says more than
 /// max_pixels -> payload_too_large (before decoding, so decompression bombs

@@ -117,9 +117,12 @@ result<item> run_ops(const chain& c, std::string bytes, std::string mime) {
 nlohmann::json image_chain(const image_options& opt) {
   auto ops = nlohmann::json::array();
   ops.push_back({{"op", "decode_image"}});
-  if (opt.resize > 0)
+  if (opt.mode == resize_mode::tf_bilinear)
+    ops.push_back({{"op", "resize"}, {"width", opt.resize}, {"height", opt.resize},
+                   {"filter", "tf_bilinear"}, {"align_corners", opt.align_corners}});
+  else if (opt.resize > 0)
     ops.push_back({{"op", "resize"}, {"size", opt.resize}});
-  if (opt.crop > 0)
+  if (opt.crop > 0 && opt.mode != resize_mode::tf_bilinear)
     ops.push_back({{"op", "center_crop"}, {"size", opt.crop}});
   ops.push_back({{"op", "to_tensor"}, {"channels", opt.channels == 1 ? 1 : 3}});
   ops.push_back({{"op", "normalize"}, {"mean", opt.mean}, {"std", opt.std}});

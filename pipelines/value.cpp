@@ -42,6 +42,8 @@ result<cv::Mat> image::materialise() const {
   };
   if (too_many_pixels(cw, ch, max_pixels))
     return over(cw, ch);
+  if (filter == "tf_bilinear") // float output: to_tensor computes it (tf_bilinear_tensor)
+    return fail(errc::bad_request, "a tf_bilinear resize must be followed by to_tensor");
   // Pillow's filter is computed inside the window only; OpenCV's resize the
   // whole picture first.
   if (filter != "pil_bilinear" && !filter.empty() && too_many_pixels(rw, rh, max_pixels))

@@ -28,6 +28,7 @@ struct image {
   cv::Mat src;              // 8UC3, BGR (OpenCV's order), continuous
   int64_t rw = 0, rh = 0;   // size after the pending resize (src size: none)
   std::string filter;       // the pending resize's filter ("" when none)
+  bool align_corners = false; // tf_bilinear only
   int64_t left = 0, top = 0; // the window in the resized picture: may start
   int64_t cw = 0, ch = 0;    //   before it or end past it (zero padding)
   int64_t max_pixels = 0;    // what materialise() may allocate (0: no limit)

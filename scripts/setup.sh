@@ -1,6 +1,17 @@
 #!/usr/bin/env bash
-# Installs what Rookery needs from Debian 12's packages. Idempotent: only
-# missing packages are installed, and apt-get update runs only when needed.
+# Installs what Rookery needs from Debian 12's packages, then the built-in
+# image weights (README "Built-in weights"). Idempotent: only missing packages
+# are installed, apt-get update runs only when needed, and the npm packages and
+# the weight conversion are skipped when they are already there.
+#
+# Built-in weights: the npm packages pinned in scripts/nsfwjs/package-lock.json
+# (nsfwjs 4.4.0, MIT, which bundles Keras InceptionV3 and MobileNetV2 weights,
+# and the pure-JS @tensorflow/tfjs 4.22.0 -- no tfjs-node native add-on) go to
+# scripts/nsfwjs/node_modules (git-ignored); scripts/nsfwjs/export_weights.mjs
+# and convert_weights.py turn them into PyTorch state_dicts in
+# $ROOKERY_BUILTIN_MODELS_DIR (default <repo>/build/builtin-models, which
+# CMake's ROOKERY_BUILTIN_MODELS_DIR must match). ROOKERY_NO_BUILTIN_MODELS=1
+# skips this part.
 set -euo pipefail
 
 PACKAGES=(
@@ -28,6 +39,8 @@ PACKAGES=(
   # test and benchmark tools
   curl wrk
   ffmpeg                # makes the test videos (OpenCV's FFmpeg backend decodes them)
+  # the built-in weights' conversion and the parity test: node and npm, unless
+  # already there (NodeSource's nodejs bundles npm), are added below
   python3-torch python3-torchvision python3-skimage python3-pil
   python3-fastapi python3-uvicorn
 )
@@ -36,9 +49,45 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ "${ROOKERY_NO_BUILTIN_MODELS:-0}" != 1 ] && ! { command -v node && command -v npm; } >/dev/null; then
+  missing+=(nodejs npm) # Debian's Node.js 18 and npm
+fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# --- built-in weights ----------------------------------------------------------
+[ "${ROOKERY_NO_BUILTIN_MODELS:-0}" = 1 ] && exit 0
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+NSFWJS_DIR="$ROOT/scripts/nsfwjs"
+[ -f "$NSFWJS_DIR/package-lock.json" ] || exit 0 # only setup.sh was copied (deploy/Dockerfile's first stage)
+BUILTIN="${ROOKERY_BUILTIN_MODELS_DIR:-$ROOT/build/builtin-models}"
+
+# 1. npm packages, exactly as locked (npm ci), unless the installed ones already match.
+installed_version() { # package -> version installed under node_modules, or nothing
+  node -e 'try { process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).version) } catch (e) {}' \
+    "$NSFWJS_DIR/node_modules/$1/package.json"
+}
+if [ "$(installed_version nsfwjs)" != 4.4.0 ] || [ "$(installed_version @tensorflow/tfjs)" != 4.22.0 ]; then
+  echo "setup: installing nsfwjs@4.4.0 and @tensorflow/tfjs@4.22.0 into $NSFWJS_DIR/node_modules"
+  (cd "$NSFWJS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# 2. Conversion, once per machine: redone when the packages or the converter change.
+stamp="nsfwjs@4.4.0 $(cat "$NSFWJS_DIR"/package-lock.json "$NSFWJS_DIR"/*.mjs "$NSFWJS_DIR"/convert_weights.py | sha256sum | cut -c1-16)"
+if [ "$(cat "$BUILTIN/.nsfwjs-stamp" 2>/dev/null)" != "$stamp" ] \
+   || [ ! -f "$BUILTIN/nsfwjs_inception_v3/1/config.json" ] || [ ! -f "$BUILTIN/nsfwjs_mobilenet_v2/1/config.json" ]; then
+  echo "setup: converting nsfwjs's InceptionV3 and MobileNetV2 weights into $BUILTIN"
+  mkdir -p "$BUILTIN"
+  export_dir="$(mktemp -d)"
+  trap 'rm -rf "$export_dir"' EXIT
+  for m in inception_v3 mobilenet_v2; do
+    (cd "$NSFWJS_DIR" && node export_weights.mjs "$m" "$export_dir" 2>&1 | grep -v -e '^=*$' -e 'tfjs-node' -e '^Hi, looks like' || true)
+    [ -f "$export_dir/$m.bin" ] || { echo "setup: exporting $m from nsfwjs failed" >&2; exit 1; }
+  done
+  /usr/bin/python3 "$NSFWJS_DIR/convert_weights.py" "$export_dir" "$BUILTIN" inception_v3 mobilenet_v2
+  echo "$stamp" > "$BUILTIN/.nsfwjs-stamp"
 fi

@@ -23,5 +23,9 @@ void register_swin_models();
 // Rookery's own architectures (model_entry::custom): what the trainers build.
 void register_small_models();       // models/zoo/small_models.cpp: small_cnn
 void register_autoencoder_models(); // models/zoo/autoencoder.cpp: conv_ae, conv_vae
+// Keras-flavoured twins of ImageNet networks (custom too: their parity is with
+// nsfwjs, whose weights scripts/nsfwjs/ converts; see models/zoo/keras_layers.hpp).
+void register_keras_inception_models(); // models/zoo/keras_inception_v3.cpp
+void register_keras_mobilenet_models(); // models/zoo/keras_mobilenet_v2.cpp
 
 } // namespace rookery::zoo

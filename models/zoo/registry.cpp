@@ -49,6 +49,8 @@ void ensure_registered() {
     register_swin_models();
     register_small_models();
     register_autoencoder_models();
+    register_keras_inception_models();
+    register_keras_mobilenet_models();
   });
 }
 

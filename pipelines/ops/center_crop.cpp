@@ -15,6 +15,9 @@ public:
   kind output() const override { return kind::image; }
   status run(item& x) const override {
     for (auto& im : x.images) {
+      if (im.filter == "tf_bilinear")
+        return fail(errc::bad_request, "center_crop cannot follow a tf_bilinear resize (it stretches "
+                                       "the whole picture)");
       if (im.left != 0 || im.top != 0 || im.cw != im.rw || im.ch != im.rh) {
         auto m = im.materialise(); // a second crop: make the first one real
         if (!m)

@@ -3,7 +3,9 @@
 // becomes `size`, the longer int(size * long / short)) and "exact" (width x
 // height, aspect ratio not kept, like tf.image.resize). Filters: "pil_bilinear"
 // (Pillow's antialiased bilinear, bit-exact; torchvision on PIL images),
-// "bilinear", "area" and "nearest" (OpenCV's).
+// "bilinear", "area" and "nearest" (OpenCV's), and "tf_bilinear" (TF.js's
+// resizeBilinear on [0, 1] floats, `align_corners` as given: nsfwjs's
+// preprocessing; to_tensor computes it, so nothing may come in between).
 #include "pipelines/codec.hpp"
 #include "pipelines/value.hpp"
 
@@ -14,9 +16,9 @@ namespace {
 class resize_op : public op {
 public:
   resize_op(std::string mode, int64_t size, int64_t width, int64_t height, std::string filter,
-            int64_t max_pixels)
+            bool align_corners, int64_t max_pixels)
     : mode_(std::move(mode)), size_(size), width_(width), height_(height),
-      filter_(std::move(filter)), max_pixels_(max_pixels) {}
+      filter_(std::move(filter)), align_(align_corners), max_pixels_(max_pixels) {}
   kind input() const override { return kind::image; }
   kind output() const override { return kind::image; }
   status run(item& x) const override {
@@ -50,6 +52,7 @@ public:
       im.rw = rw;
       im.rh = rh;
       im.filter = filter_;
+      im.align_corners = align_;
       im.left = im.top = 0;
       im.cw = rw;
       im.ch = rh;
@@ -58,6 +61,8 @@ public:
   }
   nlohmann::json describe() const override {
     nlohmann::json j{{"op", "resize"}, {"mode", mode_}, {"filter", filter_}};
+    if (filter_ == "tf_bilinear")
+      j["align_corners"] = align_;
     if (mode_ == "shorter")
       j["size"] = size_;
     else {
@@ -71,6 +76,7 @@ private:
   std::string mode_;
   int64_t size_, width_, height_;
   std::string filter_;
+  bool align_;
   int64_t max_pixels_;
 };
 
@@ -78,15 +84,21 @@ private:
 
 result<std::unique_ptr<op>> make_resize(const nlohmann::json& j, const limits& lim) {
   params p{j, "resize"};
-  if (auto s = p.only({"size", "mode", "width", "height", "filter"}); !s)
+  if (auto s = p.only({"size", "mode", "width", "height", "filter", "align_corners"}); !s)
     return s.error();
   std::string mode = j.contains("width") || j.contains("height") ? "exact" : "shorter";
   std::string filter = "pil_bilinear";
   int64_t size = 0, width = 0, height = 0;
   if (auto s = p.text("mode", mode, {"shorter", "exact"}); !s)
     return s.error();
-  if (auto s = p.text("filter", filter, {"pil_bilinear", "bilinear", "area", "nearest"}); !s)
+  if (auto s = p.text("filter", filter, {"pil_bilinear", "bilinear", "area", "nearest", "tf_bilinear"}); !s)
     return s.error();
+  bool align = false;
+  if (auto i = j.find("align_corners"); i != j.end() && !i->is_null()) {
+    if (!i->is_boolean() || filter != "tf_bilinear")
+      return p.bad("'align_corners' is true or false, and applies to filter 'tf_bilinear' only");
+    align = i->get<bool>();
+  }
   for (auto [key, out] : {std::pair<const char*, int64_t*>{"size", &size}, {"width", &width}, {"height", &height}})
     if (auto s = p.integer(key, *out, 1, 16384); !s)
       return s.error();
@@ -102,7 +114,7 @@ result<std::unique_ptr<op>> make_resize(const nlohmann::json& j, const limits& l
     if (width == 0 || height == 0)
       return p.bad("mode 'exact' needs 'width' and 'height' (or 'size' for a square)");
   }
-  return std::unique_ptr<op>(new resize_op(mode, size, width, height, filter, lim.max_pixels));
+  return std::unique_ptr<op>(new resize_op(mode, size, width, height, filter, align, lim.max_pixels));
 }
 
 } // namespace rookery::pipe

@@ -1,6 +1,7 @@
 // to_tensor: pictures -> CHW float tensors in [0, 1] (torchvision's ToTensor
 // on a PIL image): RGB, or one grey channel with PIL's convert("L") luma
 // (ITU-R 601-2, rounded). Resamples what resize/center_crop left pending.
+#include "pipelines/codec.hpp"
 #include "pipelines/value.hpp"
 
 namespace rookery::pipe {
@@ -18,6 +19,17 @@ public:
       lut[v] = static_cast<float>(v) / 255.0f;
     x.tensors.clear();
     for (auto& im : x.images) {
+      if (im.filter == "tf_bilinear") { // floats straight from the decoded picture
+        if (channels_ != 3)
+          return fail(errc::bad_request, "a tf_bilinear resize gives RGB: to_tensor needs channels 3");
+        if (!x.tensors.empty() && (im.rh != x.h || im.rw != x.w))
+          return fail(errc::bad_request, "the pictures differ in size after preprocessing");
+        x.tensors.push_back(tf_bilinear_tensor(im.src, im.rw, im.rh, im.align_corners));
+        x.c = 3;
+        x.h = im.rh;
+        x.w = im.rw;
+        continue;
+      }
       auto m = im.materialise();
       if (!m)
         return m.error();

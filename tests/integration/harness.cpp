@@ -102,7 +102,11 @@ std::map<std::string, std::string> test_env() {
   return {{"ROOKERY_PASSWORD_HASH_COST", "min"},
           {"ROOKERY_LOG_LEVEL", "warn"},
           {"ROOKERY_TORCH_THREADS", "1"},
-          {"ROOKERY_SCHEDULER_THREADS", "2"}};
+          {"ROOKERY_SCHEDULER_THREADS", "2"},
+          // The tests were written for a ResNet-18 image pipeline and an empty model
+          // repository: no built-in models (tests/integration/nsfwjs_test.cpp has them).
+          {"ROOKERY_PIPELINES", R"({"image": "resnet18"})"},
+          {"ROOKERY_BUILTIN_MODELS", ""}};
 }
 
 server::server(const std::string& data_dir, std::vector<std::string> args,
@@ -119,8 +123,12 @@ server::server(const std::string& data_dir, std::vector<std::string> args,
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
-    for (auto& [k, v] : full_env)
-      setenv(k.c_str(), v.c_str(), 1);
+    for (auto& [k, v] : full_env) {
+      if (v == unset_env)
+        unsetenv(k.c_str());
+      else
+        setenv(k.c_str(), v.c_str(), 1);
+    }
     std::vector<char*> cargv;
     for (auto& a : argv)
       cargv.push_back(const_cast<char*>(a.c_str()));

@@ -54,8 +54,12 @@ private:
   std::string log_path_;
 };
 
-/// Defaults every test server gets: cheap password hashing, quiet logs.
+/// Defaults every test server gets: cheap password hashing, quiet logs, a
+/// ResNet-18 image pipeline and no built-in models.
 std::map<std::string, std::string> test_env();
+
+/// As a value in server's `env`: leave the variable unset (e.g. a test_env() default).
+inline const std::string unset_env = "\x01unset";
 
 /// Registers `user` and logs in; returns the bearer token.
 std::string signup_and_login(const server& s, const std::string& user,
