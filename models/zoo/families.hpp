@@ -20,6 +20,7 @@ void register_regnet_models();
 void register_convnext_models();
 void register_vit_models();
 void register_swin_models();
+void register_maxvit_models();
 // Rookery's own architectures (model_entry::custom): what the trainers build.
 void register_small_models();       // models/zoo/small_models.cpp: small_cnn
 void register_autoencoder_models(); // models/zoo/autoencoder.cpp: conv_ae, conv_vae

@@ -47,6 +47,7 @@ void ensure_registered() {
     register_convnext_models();
     register_vit_models();
     register_swin_models();
+    register_maxvit_models();
     register_small_models();
     register_autoencoder_models();
   });
