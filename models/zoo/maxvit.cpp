@@ -87,8 +87,8 @@ std::string maxvit_size_problem(const maxvit_config& c, int64_t image_size) {
       below = n;
       break;
     }
-  for (int64_t n = std::max<int64_t>(image_size + 1, 1); n <= std::max<int64_t>(image_size, 0) + period;
-       ++n)
+  for (int64_t n = std::max<int64_t>(image_size + 1, 1);
+       n <= std::max<int64_t>(image_size, 0) + period; ++n)
     if (fits(n)) {
       above = n;
       break;
@@ -106,8 +106,9 @@ std::string maxvit_size_problem(const maxvit_config& c, int64_t image_size) {
 
 // --- MBConv ---------------------------------------------------------------------------------
 
-MBConvImpl::MBConvImpl(int64_t in_channels, int64_t out_channels, double expansion_ratio,
-                       double squeeze_ratio, int64_t stride, double p_sd) {
+MaxVitMBConvImpl::MaxVitMBConvImpl(int64_t in_channels, int64_t out_channels,
+                                   double expansion_ratio, double squeeze_ratio, int64_t stride,
+                                   double p_sd) {
   TORCH_CHECK(stride == 1 || stride == 2, "MBConv: stride must be 1 or 2, got ", stride);
   proj = Seq();
   if (stride != 1 || in_channels != out_channels) {
@@ -133,7 +134,7 @@ MBConvImpl::MBConvImpl(int64_t in_channels, int64_t out_channels, double expansi
   register_module("layers", layers);
 }
 
-torch::Tensor MBConvImpl::forward(torch::Tensor x) {
+torch::Tensor MaxVitMBConvImpl::forward(torch::Tensor x) {
   auto res = proj->is_empty() ? x : proj->forward(x);
   return res + stochastic_depth(layers->forward(x));
 }
@@ -180,7 +181,8 @@ torch::Tensor RelativePositionalMultiHeadAttentionImpl::forward(const torch::Ten
     return t.reshape({B, G, P, n_heads, head_dim}).permute({0, 1, 3, 2, 4});
   };
   auto q = heads(qkv[0]), k = heads(qkv[1]) * scale_factor, v = heads(qkv[2]);
-  auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) + relative_positional_bias(), -1);
+  auto attn =
+      torch::softmax(torch::matmul(q, k.transpose(-2, -1)) + relative_positional_bias(), -1);
   auto out = torch::matmul(attn, v).permute({0, 1, 3, 2, 4}).reshape({B, G, P, D});
   return merge(out);
 }
@@ -236,10 +238,11 @@ torch::Tensor PartitionAttentionLayerImpl::forward(torch::Tensor x) {
 MaxVitLayerImpl::MaxVitLayerImpl(int64_t in_channels, int64_t out_channels, const maxvit_config& c,
                                  int64_t stride, int64_t grid_size, double attention_dropout,
                                  double mlp_dropout, double p_sd) {
-  mbconv = MBConv(in_channels, out_channels, c.expansion_ratio, c.squeeze_ratio, stride, p_sd);
+  mbconv =
+      MaxVitMBConv(in_channels, out_channels, c.expansion_ratio, c.squeeze_ratio, stride, p_sd);
   window_attention =
-      PartitionAttentionLayer(out_channels, c.head_dim, c.partition_size, /*grid=*/false,
-                              grid_size, c.mlp_ratio, attention_dropout, mlp_dropout, p_sd);
+      PartitionAttentionLayer(out_channels, c.head_dim, c.partition_size, /*grid=*/false, grid_size,
+                              c.mlp_ratio, attention_dropout, mlp_dropout, p_sd);
   grid_attention =
       PartitionAttentionLayer(out_channels, c.head_dim, c.partition_size, /*grid=*/true, grid_size,
                               c.mlp_ratio, attention_dropout, mlp_dropout, p_sd);
@@ -271,7 +274,8 @@ torch::Tensor MaxVitBlockImpl::forward(torch::Tensor x) {
   return x;
 }
 
-// --- MaxVit ----------------------------------------------------------------------------------------
+// --- MaxVit
+// ----------------------------------------------------------------------------------------
 
 MaxVitImpl::MaxVitImpl(const std::string& arch, const model_options& o) {
   maxvit_config c;
@@ -286,8 +290,8 @@ MaxVitImpl::MaxVitImpl(const maxvit_config& c, const model_options& o, const std
 void MaxVitImpl::build(const maxvit_config& c, const model_options& o, const std::string& name) {
   name_ = name;
   validate_options(o, name, {/*dropout=*/true, /*drop_path=*/true, /*width_mult=*/false});
-  TORCH_CHECK(!c.block_channels.empty() && c.block_channels.size() == c.block_layers.size(),
-              name, ": block_channels and block_layers must be non-empty and of one length");
+  TORCH_CHECK(!c.block_channels.empty() && c.block_channels.size() == c.block_layers.size(), name,
+              ": block_channels and block_layers must be non-empty and of one length");
   for (auto ch : c.block_channels)
     TORCH_CHECK(c.head_dim > 0 && ch % c.head_dim == 0, name, ": block channels ", ch,
                 " not divisible by head_dim ", c.head_dim);
@@ -320,10 +324,10 @@ void MaxVitImpl::build(const maxvit_config& c, const model_options& o, const std
     total += n;
   std::vector<double> p_all;
   for (int64_t i = 0; i < total; ++i)
-    p_all.push_back(total > 1 ? (i == total - 1 ? sd
-                                                : sd * static_cast<double>(i)
-                                                      / static_cast<double>(total - 1))
-                              : 0.0);
+    p_all.push_back(
+        total > 1
+            ? (i == total - 1 ? sd : sd * static_cast<double>(i) / static_cast<double>(total - 1))
+            : 0.0);
   blocks = nn::ModuleList();
   int64_t grid = conv_out(image_size_); // after the stem
   size_t p_idx = 0;

@@ -51,26 +51,26 @@ std::vector<int64_t> maxvit_block_sizes(int64_t image_size, size_t n_blocks);
 /// partition_size); otherwise why not, with the nearest sizes that do.
 std::string maxvit_size_problem(const maxvit_config& c, int64_t image_size);
 
-/// MBConv: proj(x) + stochastic_depth(layers(x)).
-class MBConvImpl : public torch::nn::Module {
+/// torchvision.models.maxvit.MBConv (not EfficientNet's MBConv, models/zoo/efficientnet.hpp):
+/// proj(x) + stochastic_depth(layers(x)).
+class MaxVitMBConvImpl : public torch::nn::Module {
 public:
-  MBConvImpl(int64_t in_channels, int64_t out_channels, double expansion_ratio,
-             double squeeze_ratio, int64_t stride, double p_stochastic_dropout);
+  MaxVitMBConvImpl(int64_t in_channels, int64_t out_channels, double expansion_ratio,
+                   double squeeze_ratio, int64_t stride, double p_stochastic_dropout);
   torch::Tensor forward(torch::Tensor x);
 
   Seq proj{nullptr}; // empty (the identity) when neither stride nor channels change
   Seq layers{nullptr};
   StochasticDepth stochastic_depth{nullptr};
 };
-TORCH_MODULE(MBConv);
+TORCH_MODULE(MaxVitMBConv);
 
 /// torchvision's RelativePositionalMultiHeadAttention on (B, G, P, D) tokens
 /// (G groups of P = partition_size^2 tokens). Note torchvision scales the keys
 /// by feat_dim^-0.5 (not head_dim^-0.5); so does this.
 class RelativePositionalMultiHeadAttentionImpl : public torch::nn::Module {
 public:
-  RelativePositionalMultiHeadAttentionImpl(int64_t feat_dim, int64_t head_dim,
-                                           int64_t max_seq_len);
+  RelativePositionalMultiHeadAttentionImpl(int64_t feat_dim, int64_t head_dim, int64_t max_seq_len);
   torch::Tensor forward(const torch::Tensor& x);
   /// (1, heads, P, P)
   torch::Tensor relative_positional_bias() const;
@@ -106,13 +106,13 @@ TORCH_MODULE(PartitionAttentionLayer);
 /// window_attention, grid_attention}.
 class MaxVitLayerImpl : public torch::nn::Module {
 public:
-  MaxVitLayerImpl(int64_t in_channels, int64_t out_channels, const maxvit_config& c,
-                  int64_t stride, int64_t grid_size, double attention_dropout, double mlp_dropout,
+  MaxVitLayerImpl(int64_t in_channels, int64_t out_channels, const maxvit_config& c, int64_t stride,
+                  int64_t grid_size, double attention_dropout, double mlp_dropout,
                   double p_stochastic_dropout);
   torch::Tensor forward(torch::Tensor x) { return layers->forward(std::move(x)); }
 
   Seq layers{nullptr};
-  MBConv mbconv{nullptr};
+  MaxVitMBConv mbconv{nullptr};
   PartitionAttentionLayer window_attention{nullptr}, grid_attention{nullptr};
 };
 TORCH_MODULE(MaxVitLayer);
@@ -121,8 +121,9 @@ TORCH_MODULE(MaxVitLayer);
 class MaxVitBlockImpl : public torch::nn::Module {
 public:
   MaxVitBlockImpl(int64_t in_channels, int64_t out_channels, const maxvit_config& c,
-                  int64_t input_grid_size, int64_t n_layers, const std::vector<double>& p_stochastic,
-                  double attention_dropout, double mlp_dropout);
+                  int64_t input_grid_size, int64_t n_layers,
+                  const std::vector<double>& p_stochastic, double attention_dropout,
+                  double mlp_dropout);
   torch::Tensor forward(torch::Tensor x);
 
   torch::nn::ModuleList layers{nullptr};
