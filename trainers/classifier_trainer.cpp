@@ -62,7 +62,10 @@ public:
     options_ = *opts;
     options_.in_channels = channels_;
     options_.num_classes = static_cast<int64_t>(train_.classes.size());
-    if (mc_.arch.rfind("vit", 0) == 0 && options_.image_size == 0)
+    // Families built for one input size: the training images' (MaxViT says
+    // which sizes would do when this one does not suit it).
+    if ((mc_.arch.rfind("vit", 0) == 0 || mc_.arch.rfind("maxvit", 0) == 0)
+        && options_.image_size == 0)
       options_.image_size = height_;
     auto m = zoo::create_model(mc_.arch, options_);
     if (!m)

@@ -17,6 +17,11 @@
 
 namespace rookery::zoo {
 
+// models/zoo/maxvit.cpp. Declared here rather than in families.hpp, which
+// every zoo file includes through zoo.hpp: one more line there recompiles the
+// whole zoo (and the precompiled header's users) for a single new family.
+void register_maxvit_models();
+
 namespace {
 
 struct registry {
@@ -47,6 +52,7 @@ void ensure_registered() {
     register_convnext_models();
     register_vit_models();
     register_swin_models();
+    register_maxvit_models();
     register_small_models();
     register_autoencoder_models();
     register_keras_inception_models();

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
 """Reference outputs of torchvision's EfficientNet / RegNet / ConvNeXt / ViT /
-Swin models for the C++ parity tests (tests/unit/zoo_b_test.cpp).
+Swin / MaxViT models for the C++ parity tests (tests/unit/zoo_b_test.cpp).
 
 Usage: /usr/bin/python3 export_zoo_b.py OUT_DIR NAME [NAME ...]
        /usr/bin/python3 export_zoo_b.py --list
        /usr/bin/python3 export_zoo_b.py --regnet-params OUT.json
+       /usr/bin/python3 export_zoo_b.py --state-keys NAME OUT.json
 
 NAME is a torchvision builder name (efficientnet_b0, regnet_y_400mf, vit_b_32,
-swin_v2_t, ...), built with weights=None and the SPECS kwargs below (a small
-image_size for ViT), all in this one process; NAME@HxW (not for ViT) uses an
-H x W input instead of the SPECS size. For each NAME, OUT_DIR/NAME/ gets:
+swin_v2_t, maxvit_t, ...), built with weights=None and the SPECS kwargs below
+(a small image_size for ViT), all in this one process; NAME@HxW (not for ViT
+or MaxViT, which are tied to their input size) uses an H x W input instead of
+the SPECS size. maxvit_mini is torchvision's MaxVit class with the reduced
+MAXVIT_MINI configuration (tests/unit/zoo_b_test.cpp builds the same one). For each NAME, OUT_DIR/NAME/ gets:
   weights.pth    torch.save(model.state_dict()) after
                    - torch.manual_seed(0) and construction,
                    - N(0, 0.1) noise added to every parameter whose init is a
@@ -22,6 +25,7 @@ H x W input instead of the SPECS size. For each NAME, OUT_DIR/NAME/ gets:
   logits.bin     model(input)
   features.bin   the input of the last Linear (everything but the classifier)
   stage<i>.bin   the multi-scale feature maps (NCHW) of the C++ forward_stages()
+--state-keys writes {key: shape} of NAME's state_dict (nothing is run).
 --regnet-params writes {name: {"depths", "widths", "group_widths", "se_ratio"}}
 of torchvision's BlockParams for every RegNet builder (no model is built).
 And OUT_DIR/meta.json: {"models": {NAME: {"size", "image_size", "tensors": {name: shape}}}}.
@@ -50,10 +54,20 @@ for n in ["vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32"]:
 SPECS["vit_h_14"] = ({"image_size": 56}, 56)
 for n in ["swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b"]:
     SPECS[n] = ({}, 96)
+# MaxViT's grid attention is built for one input size, and partition size 7
+# in all four blocks needs 221..224 (or 445..448, ...).
+SPECS["maxvit_t"] = ({"input_size": (224, 224)}, 224)
+# Every MaxViT code path at a small cost: 128 px -> blocks of 32, 16, 8, 4
+# (partition 4: window and grid partitions differ in blocks 0-2; block 3 has
+# a single window), a stride-1 layer after the stride-2 one in blocks 0 and 2.
+MAXVIT_MINI = dict(input_size=(128, 128), stem_channels=16, partition_size=4,
+                   block_channels=[16, 32, 48, 64], block_layers=[2, 1, 2, 1], head_dim=8,
+                   stochastic_depth_prob=0.2)
+SPECS["maxvit_mini"] = ({}, 128)
 
 
 def family(name):
-    for f in ["efficientnet", "regnet", "convnext", "vit", "swin"]:
+    for f in ["efficientnet", "regnet", "convnext", "vit", "swin", "maxvit"]:
         if name.startswith(f):
             return f
     raise ValueError(name)
@@ -68,6 +82,8 @@ def last_linear(model, fam):
         return model.classifier[2]
     if fam == "vit":
         return model.heads.head
+    if fam == "maxvit":
+        return model.classifier[5]
     return model.head
 
 
@@ -100,6 +116,11 @@ def stages(model, fam, x):
             x = m(x)
             if i % 2 == 1:
                 out.append(x.permute(0, 3, 1, 2))
+    elif fam == "maxvit":
+        x = model.stem(x)
+        for b in model.blocks:
+            x = b(x)
+            out.append(x)
     elif fam == "vit":
         n = x.shape[0]
         t = model._process_input(x)
@@ -125,7 +146,7 @@ def parse(name):
     kwargs, size = SPECS[base]
     if hw:
         h, w = (int(v) for v in hw.split("x"))
-        if family(base) == "vit" or h <= 0 or w <= 0:
+        if family(base) in ("vit", "maxvit") or h <= 0 or w <= 0:
             raise ValueError(name)
         return base, kwargs, (h, w)
     return base, kwargs, (size, size)
@@ -137,7 +158,7 @@ def export(out_dir, name):
     d = os.path.join(out_dir, name)
     os.makedirs(d, exist_ok=True)
     torch.manual_seed(0)
-    model = getattr(M, base)(weights=None, **kwargs)
+    model = build(base, kwargs)
     with torch.no_grad():
         for p in model.parameters():
             if p.numel() == 1 or bool((p == p.flatten()[0]).all()):
@@ -168,7 +189,26 @@ def export(out_dir, name):
         write(d, tensors, "features", feats["f"])
         for i, s in enumerate(stages(model, fam, x)):
             write(d, tensors, "stage%d" % i, s)
-    return {"size": [h, w], "image_size": kwargs.get("image_size", 0), "tensors": tensors}
+    image_size = kwargs.get("image_size", 0)
+    if fam == "maxvit":
+        image_size = h
+    return {"size": [h, w], "image_size": image_size, "tensors": tensors}
+
+
+def build(base, kwargs):
+    if base == "maxvit_mini":
+        from torchvision.models.maxvit import MaxVit
+
+        return MaxVit(**MAXVIT_MINI)
+    return getattr(M, base)(weights=None, **kwargs)
+
+
+def state_keys(name, path):
+    torch.manual_seed(0)
+    model = build(name, SPECS[name][0])
+    with open(path, "w") as f:
+        json.dump({k: list(v.shape) for k, v in model.state_dict().items()}, f, indent=0)
+    return 0
 
 
 def regnet_params(path):
@@ -202,6 +242,11 @@ def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "--list":
         print("\n".join(SPECS))
         return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--state-keys":
+        if sys.argv[2] not in SPECS:
+            print("unknown model " + sys.argv[2], file=sys.stderr)
+            return 2
+        return state_keys(sys.argv[2], sys.argv[3])
     if len(sys.argv) == 3 and sys.argv[1] == "--regnet-params":
         return regnet_params(sys.argv[2])
     if len(sys.argv) < 3:

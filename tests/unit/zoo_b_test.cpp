@@ -1,5 +1,5 @@
-// Parity of the zoo's EfficientNet (V1, V2), RegNet (X, Y), ConvNeXt, ViT and
-// Swin (V1, V2) with torchvision 0.14: tests/tools/export_zoo_b.py (run with
+// Parity of the zoo's EfficientNet (V1, V2), RegNet (X, Y), ConvNeXt, ViT,
+// Swin (V1, V2) and MaxViT with torchvision 0.14: tests/tools/export_zoo_b.py (run with
 // /usr/bin/python3, Debian's python3-torch / python3-torchvision) saves seeded
 // weights, an input, the logits, the pre-logits features and the multi-scale
 // maps; the C++ models load the weights by name and must agree to
@@ -27,6 +27,7 @@
 #include "models/zoo/convnext.hpp"
 #include "models/zoo/efficientnet.hpp"
 #include "models/zoo/layers.hpp"
+#include "models/zoo/maxvit.hpp"
 #include "models/zoo/regnet.hpp"
 #include "models/zoo/swin.hpp"
 #include "models/zoo/vit.hpp"
@@ -112,6 +113,19 @@ const export_set& exported(const std::vector<std::string>& names) {
   return runs.emplace(key, std::move(e)).first->second;
 }
 
+/// MAXVIT_MINI of tests/tools/export_zoo_b.py: torchvision's MaxVit class at a
+/// small size (128 px; blocks of 32, 16, 8, 4 with partition size 4).
+maxvit_config maxvit_mini() {
+  maxvit_config c;
+  c.stem_channels = 16;
+  c.partition_size = 4;
+  c.block_channels = {16, 32, 48, 64};
+  c.block_layers = {2, 1, 2, 1};
+  c.head_dim = 8;
+  c.stochastic_depth_prob = 0.2;
+  return c;
+}
+
 /// `name` may carry the exporter's "@HxW" input size suffix.
 std::shared_ptr<ZooModelImpl> make(const std::string& full_name, const model_options& o = {}) {
   const auto name = full_name.substr(0, full_name.find('@'));
@@ -125,6 +139,14 @@ std::shared_ptr<ZooModelImpl> make(const std::string& full_name, const model_opt
     return VisionTransformer(name, o).ptr();
   if (name.rfind("swin_", 0) == 0)
     return SwinTransformer(name, o).ptr();
+  if (name == "maxvit_mini") {
+    model_options m = o;
+    if (m.image_size == 0)
+      m.image_size = 128;
+    return MaxVit(maxvit_mini(), m, name).ptr();
+  }
+  if (name.rfind("maxvit_", 0) == 0)
+    return MaxVit(name, o).ptr();
   FAIL("no such model " << name);
   return nullptr;
 }
@@ -303,6 +325,7 @@ const std::map<std::string, int64_t>& torchvision_num_params() {
       {"swin_v2_t", 28351570},
       {"swin_v2_s", 49737442},
       {"swin_v2_b", 87930848},
+      {"maxvit_t", 30919624},
   };
   return n;
 }
@@ -503,9 +526,10 @@ TEST_CASE("zoo B: options that cannot apply throw", "[zoo_b]") {
 
 TEST_CASE("zoo B: heavy variants match torchvision 0.14", "[zoo_b][full]") {
   std::map<std::string, std::vector<std::string>> by_family;
+  // maxvit_t: its own [maxvit][full] case below.
   const std::set<std::string> quick{"efficientnet_b0", "efficientnet_v2_s", "regnet_y_400mf",
                                     "regnet_x_400mf",  "convnext_tiny",     "vit_b_32",
-                                    "swin_t",          "swin_v2_t"};
+                                    "swin_t",          "swin_v2_t",         "maxvit_t"};
   for (const auto& [name, n] : torchvision_num_params())
     if (!quick.count(name))
       by_family[name.substr(0, name.find('_'))].push_back(name);
@@ -520,4 +544,211 @@ TEST_CASE("zoo B: heavy variants match torchvision 0.14", "[zoo_b][full]") {
       }
     }
   }
+}
+
+// --- MaxViT ------------------------------------------------------------------------------------
+
+namespace {
+
+/// torchvision's state_dict layout of `name` (export_zoo_b.py --state-keys): key -> shape.
+std::map<std::string, std::vector<int64_t>> torchvision_state_keys(const std::string& name) {
+  const auto path = tmp().path / ("keys_" + name + ".json");
+  const auto script = fs::path(ROOKERY_SOURCE_DIR) / "tests/tools/export_zoo_b.py";
+  const std::string cmd = std::string(python) + " " + script.string() + " --state-keys " + name +
+                          " " + path.string() + " 2>/dev/null";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  std::ifstream in(path);
+  const auto keys = nlohmann::json::parse(in);
+  std::map<std::string, std::vector<int64_t>> out;
+  for (auto& [k, v] : keys.items())
+    out[k] = v.get<std::vector<int64_t>>();
+  return out;
+}
+
+std::map<std::string, std::vector<int64_t>> state_keys(torch::nn::Module& m) {
+  std::map<std::string, std::vector<int64_t>> out;
+  for (const auto& kv : m.named_parameters())
+    out[kv.key()] = kv.value().sizes().vec();
+  for (const auto& kv : m.named_buffers())
+    out[kv.key()] = kv.value().sizes().vec();
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("zoo B: reduced MaxViT matches torchvision 0.14", "[zoo_b][maxvit]") {
+  check_all({"maxvit_mini"});
+}
+
+TEST_CASE("zoo B: maxvit_t matches torchvision 0.14 at 224 px", "[zoo_b][maxvit][full]") {
+  check_all({"maxvit_t"});
+}
+
+TEST_CASE("zoo B: MaxViT has torchvision's state_dict keys and shapes", "[zoo_b][maxvit]") {
+  for (const std::string name : {"maxvit_t", "maxvit_mini"}) {
+    INFO(name);
+    auto ref = torchvision_state_keys(name);
+    auto m = make(name);
+    auto mine = state_keys(*m);
+    CHECK(mine.size() == ref.size());
+    for (const auto& [k, shape] : ref) {
+      INFO(k);
+      auto it = mine.find(k);
+      REQUIRE(it != mine.end());
+      CHECK(it->second == shape);
+    }
+    for (const auto& [k, shape] : mine) {
+      INFO(k);
+      CHECK(ref.count(k) == 1);
+    }
+  }
+  // torchvision 0.14's MaxVit_T_Weights.meta["num_params"].
+  auto t = make("maxvit_t");
+  CHECK(n_params(*t) == 30919624);
+  CHECK(t->num_features() == 512);
+  torch::NoGradGuard ng;
+  t->eval();
+  CHECK(t->forward(torch::randn({1, 3, 224, 224})).sizes() == torch::IntArrayRef({1, 1000}));
+}
+
+TEST_CASE("zoo B: the MaxViT parity check has teeth", "[zoo_b][maxvit]") {
+  const auto& ex = exported({"maxvit_mini"});
+  REQUIRE(ex.ok);
+  torch::NoGradGuard ng;
+  const auto& t = ex.meta["models"]["maxvit_mini"]["tensors"];
+  // The worst relative difference over the four block outputs (the logits of a
+  // randomly initialised MaxViT are small and move little).
+  auto run = [&](const std::function<void(MaxVitImpl&)>& tweak) {
+    auto model = make("maxvit_mini");
+    REQUIRE(load_state_dict(*model, (ex.dir / "maxvit_mini" / "weights.pth").string()).ok());
+    model->eval();
+    tweak(dynamic_cast<MaxVitImpl&>(*model));
+    auto x = load_tensor(ex.dir / "maxvit_mini" / "input.bin", t["input"]);
+    auto stages = model->forward_stages(x);
+    double d = 0;
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const auto k = "stage" + std::to_string(i);
+      d = std::max(d, rel_diff(stages[i], load_tensor(ex.dir / "maxvit_mini" / (k + ".bin"), t[k])));
+    }
+    std::cout << "[zoo_b] maxvit_mini tweaked: stages rel " << d << std::endl;
+    return d;
+  };
+  auto layer = [](MaxVitImpl& m, size_t b, size_t l) {
+    return m.blocks->ptr(b)->as<MaxVitBlockImpl>()->layers->ptr(l)->as<MaxVitLayerImpl>();
+  };
+  CHECK(run([](MaxVitImpl&) {}) <= 1e-4);
+  // Grid attention partitioned like window attention (block 0: 8 x 8 cells vs 4 x 4 windows).
+  CHECK(run([&](MaxVitImpl& m) {
+          auto* g = layer(m, 0, 0)->grid_attention.get();
+          g->grid = false;
+          g->p = 4;
+        }) > 1e-3);
+  // The relative position bias of one attention.
+  CHECK(run([&](MaxVitImpl& m) {
+          auto* a = layer(m, 1, 0)->window_attention->attn_layer->ptr(1)
+                        ->as<RelativePositionalMultiHeadAttentionImpl>();
+          a->relative_position_bias_table.add_(torch::randn_like(a->relative_position_bias_table));
+        }) > 1e-3);
+  // The squeeze-excitation of one MBConv.
+  CHECK(run([&](MaxVitImpl& m) {
+          m.named_parameters()["blocks.2.layers.1.layers.MBconv.layers.squeeze_excitation.fc2.bias"]
+              .add_(1.0);
+        }) > 1e-3);
+}
+
+TEST_CASE("zoo B: MaxViT options", "[zoo_b][maxvit]") {
+  torch::NoGradGuard ng;
+  model_options o;
+  o.num_classes = 7;
+  o.in_channels = 1;
+  auto m = make("maxvit_mini", o);
+  m->eval();
+  auto x = torch::randn({2, 1, 128, 128});
+  auto y = m->forward(x);
+  CHECK(y.sizes() == torch::IntArrayRef({2, 7}));
+  auto f = m->forward_features(x);
+  CHECK(f.sizes() == torch::IntArrayRef({2, 64}));
+  CHECK(n_params(*m->head()) == 7 * 64); // classifier.5 has no bias
+  int64_t in_parts = n_params(*m->head());
+  for (auto& b : m->backbone())
+    in_parts += n_params(*b);
+  CHECK(in_parts == n_params(*m));
+  auto stages = m->forward_stages(x);
+  REQUIRE(stages.size() == 4);
+  const std::vector<int64_t> sides{32, 16, 8, 4}, channels{16, 32, 48, 64};
+  for (size_t i = 0; i < 4; ++i)
+    CHECK(stages[i].sizes() == torch::IntArrayRef({2, channels[i], sides[i], sides[i]}));
+  // num_classes 0: forward() is forward_features(); the pre-logits layers are kept.
+  m->reset_classifier(0);
+  CHECK(n_params(*m->head()) == 0);
+  CHECK(torch::equal(m->forward(x), f));
+  m->reset_classifier(3);
+  CHECK(m->forward(x).sizes() == torch::IntArrayRef({2, 3}));
+  CHECK(torch::equal(m->forward_features(x), f));
+  // The input size the model was built for, and nothing else.
+  CHECK_THROWS_AS(m->forward(torch::randn({1, 1, 96, 96})), c10::Error);
+
+  // create_model: 80 models; the image size must suit partition size 7.
+  CHECK(zoo::list_models().size() == 80);
+  auto t = create_model("maxvit_t");
+  REQUIRE(t.ok());
+  CHECK(dynamic_cast<MaxVitImpl&>(*t.value()).image_size() == 224);
+  model_options big;
+  big.image_size = 448;
+  CHECK(create_model("maxvit_t", big).ok());
+  for (const int64_t bad : {64, 256, 225}) {
+    model_options b;
+    b.image_size = bad;
+    auto r = create_model("maxvit_t", b);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == errc::bad_request);
+    std::cout << "[zoo_b] maxvit_t @" << bad << ": " << r.error().message << std::endl;
+    CHECK(r.error().message.find("image_size " + std::to_string(bad)) != std::string::npos);
+    CHECK(r.error().message.find(bad == 64 ? "221" : "224") != std::string::npos);
+  }
+  CHECK(maxvit_size_problem(maxvit_config{}, 221).empty());
+  CHECK(maxvit_size_problem(maxvit_config{}, 445).empty());
+  CHECK_FALSE(maxvit_size_problem(maxvit_config{}, 220).empty());
+  model_options wm;
+  wm.width_mult = 0.5;
+  CHECK_FALSE(create_model("maxvit_t", wm).ok());
+  model_options neg;
+  neg.image_size = -224;
+  CHECK_FALSE(create_model("maxvit_t", neg).ok());
+}
+
+TEST_CASE("zoo B: MaxViT stochastic depth, dropout and a training step", "[zoo_b][maxvit]") {
+  model_options o;
+  o.num_classes = 5;
+  o.drop_path = 0.5;
+  o.dropout = 0.1;
+  auto m = make("maxvit_mini", o);
+  auto x = torch::randn({4, 3, 128, 128});
+  {
+    torch::NoGradGuard ng;
+    m->eval();
+    CHECK(torch::equal(m->forward(x), m->forward(x)));
+    m->train();
+    CHECK(!torch::allclose(m->forward_features(x), m->forward_features(x)));
+  }
+  auto loss = torch::nn::functional::cross_entropy(m->forward(x), torch::tensor({1, 3, 0, 4}));
+  loss.backward();
+  CHECK(std::isfinite(loss.item<double>()));
+  int64_t with_grad = 0, total = 0;
+  for (const auto& p : m->parameters()) {
+    ++total;
+    with_grad += p.grad().defined() ? 1 : 0;
+  }
+  CHECK(with_grad == total);
+}
+
+TEST_CASE("zoo B: maxvit_t MACs match torchvision's published number", "[zoo_b][maxvit]") {
+  auto m = create_model("maxvit_t");
+  REQUIRE(m.ok());
+  auto macs = count_macs(*m.value(), 224);
+  INFO((macs ? std::string("ok") : macs.error().message));
+  REQUIRE(macs.ok());
+  std::cout << "[zoo_b] count_macs maxvit_t @224 = " << macs.value() << std::endl;
+  // torchvision 0.14's docs: maxvit_t 5.56 GFLOPS (counted as MACs).
+  CHECK(std::fabs(static_cast<double>(macs.value()) / 5.56e9 - 1.0) < 0.02);
 }

@@ -7,7 +7,8 @@
 //  [zoo][full]  every registered model.
 // Inputs are reduced to 64 x 64 (the models are size-agnostic) except
 // Inception V3 (96: it needs >= 75) and the ViT family (64, or 56 for patch
-// 14, built with that image_size on both sides). Batch 2, eval mode. A model passes when
+// 14, built with that image_size on both sides) and MaxViT (224: partition size
+// 7 in every block needs 221..224; built for it on both sides). Batch 2, eval mode. A model passes when
 // max|C++ - torchvision| / max(1, max|torchvision|) <= 1e-4 for the logits
 // AND for the pre-logits features (forward_features vs the input of
 // torchvision's last Linear).
@@ -63,6 +64,11 @@ job make_job(const zoo::model_entry& e) {
       j.size = 56; // patch 14
     j.options.image_size = j.size;
     j.kwargs["image_size"] = j.size;
+  }
+  if (e.family == "maxvit") {
+    j.size = 224;
+    j.options.image_size = j.size;
+    j.kwargs["input_size"] = {j.size, j.size};
   }
   return j;
 }
