@@ -73,7 +73,7 @@ inline constexpr int64_t kMaxIdxBytes = int64_t{1} << 30;
 /// "<base>"; empty when neither exists.
 std::string find_idx_file(const std::string& dir, const std::string& base);
 
-/// Reads an IDX file (raw or gzip/any libarchive filter). Without `alloc`
+/// Reads an IDX file (raw or gzip-compressed). Without `alloc`
 /// only the header is read; with it, `alloc(dims)` returns a buffer for the
 /// product of dims bytes that is then filled. Returns the dims.
 /// Errors: not_found (no file), unprocessable (magic, type, truncation).

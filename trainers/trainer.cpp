@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
@@ -47,9 +48,17 @@ bool read_key(const json& j, const char* key, T& out, std::string& err) {
       return false;
     }
   }
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
-    out = static_cast<T>(i->get<double>());
-  else
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // Converting a double outside T's range is undefined behaviour (found by
+    // fuzz/fuzz_json: "epochs": 3.5e23). max() + 1.0 is a power of two, exact.
+    const double v = i->get<double>();
+    if (!(v >= static_cast<double>(std::numeric_limits<T>::min()) &&
+          v < static_cast<double>(std::numeric_limits<T>::max()) + 1.0)) {
+      err = std::string("hyper.") + key + " is out of range";
+      return false;
+    }
+    out = static_cast<T>(v);
+  } else
     out = i->get<T>();
   return true;
 }
