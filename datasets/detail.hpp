@@ -2,6 +2,7 @@
 // hashing, name rules, the IDX reader, the fortune and CSV parsers, and the
 // on-disk layout of uploads. Internal to datasets/.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -49,13 +50,34 @@ std::string owner_dir(const dataset_paths& paths, uint64_t owner_id);
 /// dataset.json's text for `d` (every field but path).
 std::string info_to_json(const dataset_info& d);
 
+// --- limits ------------------------------------------------------------------
+// Bounds of the upload decoders; each is also listed in docs/ARCHITECTURE.md
+// ("Limits"). The archive's member count and byte total are import_options'
+// max_entries and max_bytes (config max_dataset_bytes).
+
+/// Pixels of one image in an image-folder upload, checked on the image's
+/// header before it is decoded (cv::imdecode allocates the whole image
+/// first): 4096 x 4096, the largest image_size too. 413 when over.
+inline constexpr int64_t kMaxImagePixels = int64_t{4096} * 4096;
+/// Bytes of one member's path in an archive (PATH_MAX is 4096; no sane
+/// data set needs a quarter of it).
+inline constexpr std::size_t kMaxMemberPathBytes = 1024;
+/// Bytes of a class (folder) name: a file name's limit on common file systems.
+inline constexpr std::size_t kMaxClassNameBytes = 255;
+/// Class folders of one data set.
+inline constexpr std::size_t kMaxClasses = 10000;
+/// Data bytes of one IDX file (Fashion-MNIST's largest holds 47 MB). A raw
+/// file must hold exactly what its header declares; a compressed one is
+/// read in chunks and never allocated past what it decompresses to.
+inline constexpr int64_t kMaxIdxBytes = int64_t{1} << 30;
+
 // --- IDX ---------------------------------------------------------------------
 
 /// Path of an IDX file in `dir` by base name: "<base>.gz" if present, else
 /// "<base>"; empty when neither exists.
 std::string find_idx_file(const std::string& dir, const std::string& base);
 
-/// Reads an IDX file (raw or gzip/any libarchive filter). Without `alloc`
+/// Reads an IDX file (raw or gzip-compressed). Without `alloc`
 /// only the header is read; with it, `alloc(dims)` returns a buffer for the
 /// product of dims bytes that is then filled. Returns the dims.
 /// Errors: not_found (no file), unprocessable (magic, type, truncation).
@@ -81,6 +103,14 @@ result<fortune_corpus> read_fortunes(const std::string& dir);
 inline bool fortune_is_test(const std::string& text) { return fnv1a(text) % 10 == 0; }
 
 // --- CSV -----------------------------------------------------------------------
+
+/// Bounds of the CSV reader (all 400 when exceeded, but the decoded size,
+/// which is 413 against max_bytes).
+/// Columns of a table: a classifier over more features than this is not
+/// what a CSV upload is for, and a line is split into at most this many cells.
+inline constexpr std::size_t kMaxCsvColumns = 4096;
+/// Bytes of one field: a column name or a number (a double needs ~25).
+inline constexpr std::size_t kMaxCsvFieldBytes = 256;
 
 struct csv_table {
   std::vector<std::string> columns;

@@ -2,6 +2,8 @@
 // gzip Debian ships them in), fortune files and numeric CSV.
 #include "datasets/detail.hpp"
 
+#include "common/json_limits.hpp"
+
 #include <archive.h>
 #include <archive_entry.h>
 
@@ -10,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -84,9 +87,11 @@ result<std::vector<int64_t>> read_idx_file(const std::string& path, const idx_al
   archive_ptr a(archive_read_new());
   if (!a)
     return fail(errc::internal, "libarchive: out of memory");
-  // Any compression filter, and the "raw" format: the decompressed stream is
-  // the IDX file itself.
-  archive_read_support_filter_all(a.get());
+  // gzip (how Debian ships them) or none, and the "raw" format: the
+  // decompressed stream is the IDX file itself. Not filter_all: its bidders
+  // include lzma-alone, whose 13-byte header may declare a 4 GB dictionary
+  // (found by fuzz_idx).
+  archive_read_support_filter_gzip(a.get());
   archive_read_support_format_raw(a.get());
   if (archive_read_open_filename(a.get(), path.c_str(), 64 * 1024) != ARCHIVE_OK)
     return fail(errc::unprocessable, "IDX file " + path + ": " + archive_message(a.get()));
@@ -121,31 +126,68 @@ result<std::vector<int64_t>> read_idx_file(const std::string& path, const idx_al
   if (got < static_cast<int64_t>(raw.size()))
     return fail(errc::unprocessable, "IDX file " + path + " is truncated in its header");
   std::vector<int64_t> dims(ndims);
-  // Bound the size so a corrupt header cannot request an absurd allocation.
-  const int64_t max_total = int64_t{1} << 36;
   int64_t total = 1;
   for (int i = 0; i < ndims; ++i) {
     const uint8_t* p = raw.data() + 4 * i;
     dims[i] = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3];
-    if (dims[i] != 0 && total > max_total / dims[i])
-      return fail(errc::unprocessable, "IDX file " + path + " declares an implausibly large size");
+    if (dims[i] != 0 && total > kMaxIdxBytes / dims[i])
+      return fail(errc::unprocessable, "IDX file " + path + " declares more than " +
+                                           std::to_string(kMaxIdxBytes) + " bytes of data");
     total *= dims[i];
+  }
+  // An uncompressed file must hold exactly what its header declares: checked
+  // against its size before anything is allocated.
+  const bool compressed = archive_filter_code(a.get(), 0) != ARCHIVE_FILTER_NONE;
+  const int64_t header_bytes = 4 + 4 * static_cast<int64_t>(ndims);
+  if (!compressed) {
+    const auto file_bytes = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec)
+      return fail(errc::unprocessable, "IDX file " + path + " cannot be read: " + ec.message());
+    if (file_bytes - header_bytes < total)
+      return fail(errc::unprocessable, "IDX file " + path + " is truncated: the header promises " +
+                                           std::to_string(total) + " bytes of data, the file holds " +
+                                           std::to_string(file_bytes - header_bytes));
+    if (file_bytes - header_bytes > total)
+      return fail(errc::unprocessable,
+                  "IDX file " + path + " has more data than its header declares");
   }
   if (!alloc)
     return dims;
 
-  uint8_t* dst = alloc(dims);
-  got = read_fully(a.get(), dst, total);
-  if (got < 0)
-    return fail(errc::unprocessable, "IDX file " + path + ": " + archive_message(a.get()));
-  if (got < total)
+  if (!compressed) {
+    uint8_t* dst = alloc(dims);
+    got = read_fully(a.get(), dst, total);
+    if (got < 0)
+      return fail(errc::unprocessable, "IDX file " + path + ": " + archive_message(a.get()));
+    if (got < total)
+      return fail(errc::unprocessable, "IDX file " + path + " is truncated: the header promises " +
+                                           std::to_string(total) + " bytes of data, found " +
+                                           std::to_string(got));
+    return dims;
+  }
+  // Compressed: how much data there is shows only while decompressing, so
+  // it is read in chunks into memory that grows with what arrives, and the
+  // caller's buffer is allocated once it is all there.
+  std::vector<uint8_t> staged;
+  std::vector<uint8_t> chunk(64 * 1024);
+  while (true) {
+    got = read_fully(a.get(), chunk.data(), static_cast<int64_t>(chunk.size()));
+    if (got < 0)
+      return fail(errc::unprocessable, "IDX file " + path + ": " + archive_message(a.get()));
+    if (got == 0)
+      break;
+    if (static_cast<int64_t>(staged.size()) + got > total)
+      return fail(errc::unprocessable,
+                  "IDX file " + path + " has more data than its header declares");
+    staged.insert(staged.end(), chunk.begin(), chunk.begin() + got);
+  }
+  if (static_cast<int64_t>(staged.size()) < total)
     return fail(errc::unprocessable, "IDX file " + path + " is truncated: the header promises " +
                                          std::to_string(total) + " bytes of data, found " +
-                                         std::to_string(got));
-  uint8_t extra;
-  if (read_fully(a.get(), &extra, 1) == 1)
-    return fail(errc::unprocessable,
-                "IDX file " + path + " has more data than its header declares");
+                                         std::to_string(staged.size()));
+  uint8_t* dst = alloc(dims);
+  if (total)
+    std::memcpy(dst, staged.data(), static_cast<size_t>(total));
   return dims;
 }
 
@@ -212,10 +254,12 @@ result<fortune_corpus> read_fortunes(const std::string& dir) {
 
 namespace {
 
+/// The cells of one line, at most kMaxCsvColumns + 1 of them (enough to
+/// tell that a line has too many).
 std::vector<std::string_view> split_cells(std::string_view line) {
   std::vector<std::string_view> cells;
   size_t start = 0;
-  while (true) {
+  while (cells.size() <= kMaxCsvColumns) {
     auto comma = line.find(',', start);
     auto cell = trim(line.substr(start, comma == std::string_view::npos ? std::string_view::npos
                                                                          : comma - start));
@@ -271,14 +315,30 @@ result<csv_table> parse_csv(const std::string& path, uint64_t max_bytes) {
     if (trim(line).empty())
       continue;
     auto cells = split_cells(line);
+    if (cells.size() > kMaxCsvColumns)
+      return fail(errc::bad_request, "CSV line " + std::to_string(line_no) + " has more than " +
+                                         std::to_string(kMaxCsvColumns) + " columns");
+    for (size_t i = 0; i < cells.size(); ++i)
+      if (cells[i].size() > kMaxCsvFieldBytes)
+        return fail(errc::bad_request, "CSV line " + std::to_string(line_no) + ", column " +
+                                           std::to_string(i + 1) + " is longer than " +
+                                           std::to_string(kMaxCsvFieldBytes) + " bytes");
     if (header) {
       header = false;
       bool all_numeric = true;
-      for (auto c : cells) {
+      for (size_t i = 0; i < cells.size(); ++i) {
+        const auto c = cells[i];
         double d;
         if (c.empty())
           return fail(errc::bad_request, "CSV header (line " + std::to_string(line_no) +
                                              ") has an empty column name");
+        // Column names go into dataset.json and answers. Not transcoded: a
+        // name that is not UTF-8 may be Latin-1 or CP1252 or another legacy
+        // code page, and a wrong guess would rename the column silently.
+        if (!jsonx::valid_utf8(c))
+          return fail(errc::bad_request, "column " + std::to_string(i + 1) + " of the CSV header is "
+                                         "not valid UTF-8 ('" + jsonx::sanitize_utf8(c) +
+                                         "'); save the file as UTF-8");
         all_numeric = all_numeric && parse_number(c, d);
       }
       if (all_numeric)
@@ -297,11 +357,18 @@ result<csv_table> parse_csv(const std::string& path, uint64_t max_bytes) {
       if (!parse_number(cells[i], d))
         return fail(errc::bad_request, "CSV line " + std::to_string(line_no) + ", column " +
                                            std::to_string(i + 1) + " (" + table.columns[i] +
-                                           "): '" + std::string(cells[i].substr(0, 40)) +
+                                           "): '" + jsonx::sanitize_utf8(cells[i].substr(0, 40)) +
                                            "' is not a number");
       table.values.push_back(d);
     }
     ++table.rows;
+    // The parsed table is 8 bytes a cell, up to 4 times the text ("1,"):
+    // it counts toward max_bytes as the file does.
+    if (table.values.size() > max_bytes / sizeof(double))
+      return fail(errc::payload_too_large, "the CSV's values take more than " +
+                                               std::to_string(max_bytes) +
+                                               " bytes decoded (8 bytes a cell) at line " +
+                                               std::to_string(line_no));
   }
   if (table.rows == 0)
     return fail(errc::bad_request, "CSV file has a header but no data rows");

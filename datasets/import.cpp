@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -21,7 +22,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "common/json_limits.hpp"
 #include "datasets/detail.hpp"
+#include "pipelines/image.hpp"
 
 namespace fs = std::filesystem;
 
@@ -45,7 +48,13 @@ archive_ptr open_archive(const std::string& file) {
   archive_ptr a(archive_read_new());
   if (!a)
     return a;
-  archive_read_support_filter_all(a.get());
+  // gzip, bzip2 and xz (tar.gz, tar.bz2, tar.xz), not filter_all: its other
+  // bidders (lzma-alone, lzip, lrzip, lzop, uu, rpm...) only widen what a
+  // 40-byte upload can reach; lzma-alone's header alone may ask for a 4 GB
+  // dictionary (found by fuzz_idx on the IDX reader, which had filter_all too).
+  archive_read_support_filter_gzip(a.get());
+  archive_read_support_filter_bzip2(a.get());
+  archive_read_support_filter_xz(a.get());
   // Only tar and zip, not format_all: its mtree reader takes a CSV for an
   // mtree manifest, and mtree entries name files on the server's disk.
   archive_read_support_format_tar(a.get());
@@ -138,8 +147,8 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
                     : opt.channels == 3 ? cv::IMREAD_COLOR
                                         : cv::IMREAD_ANYCOLOR;
   std::vector<member> members;
-  uint64_t entries = 0, bytes = 0;
-  std::vector<uint8_t> buf;
+  uint64_t entries = 0, bytes = 0, decoded = 0;
+  std::string buf;
   while (true) {
     archive_entry* e = nullptr;
     int r = archive_read_next_header(a.get(), &e);
@@ -148,7 +157,8 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
     if (r < ARCHIVE_WARN) {
       if (entries == 0)
         return fail(errc::bad_request, "the upload is not a tar or zip archive");
-      return fail(errc::bad_request, "the archive is corrupt: " + archive_message(a.get()));
+      return fail(errc::bad_request,
+                  "the archive is corrupt: " + jsonx::sanitize_utf8(archive_message(a.get())));
     }
     if (++entries > opt.max_entries)
       return fail(errc::payload_too_large,
@@ -157,9 +167,13 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
     if (!name)
       name = archive_entry_pathname(e);
     std::string path = name ? name : "";
+    if (path.size() > kMaxMemberPathBytes)
+      return fail(errc::bad_request, "the archive has a path longer than " +
+                                         std::to_string(kMaxMemberPathBytes) + " bytes: '" +
+                                         jsonx::sanitize_utf8(path.substr(0, 64)) + "...'");
     auto parts = split_path(path);
     if (!parts)
-      return fail(errc::bad_request, "unsafe path in the archive: '" + path + "'");
+      return fail(errc::bad_request, "unsafe path in the archive: '" + jsonx::sanitize_utf8(path) + "'");
     // Directories, links and devices carry no images; hidden files are
     // desktop litter (.DS_Store, __MACOSX/ resource forks).
     if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e) || parts->empty() ||
@@ -176,7 +190,8 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
       la_ssize_t n = archive_read_data(a.get(), chunk, sizeof chunk);
       if (n < 0)
         return fail(errc::bad_request,
-                    "the archive is corrupt at '" + path + "': " + archive_message(a.get()));
+                    "the archive is corrupt at '" + jsonx::sanitize_utf8(path) +
+                        "': " + jsonx::sanitize_utf8(archive_message(a.get())));
       if (n == 0)
         break;
       // Counted while reading too: a member's declared size may be missing or wrong.
@@ -184,15 +199,29 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
       if (bytes > opt.max_bytes)
         return fail(errc::payload_too_large, "the archive holds more than " +
                                                  std::to_string(opt.max_bytes) + " bytes");
-      buf.insert(buf.end(), chunk, chunk + n);
+      buf.append(reinterpret_cast<const char*>(chunk), static_cast<size_t>(n));
     }
     member m{path, std::move(*parts), {}};
+    // The header's size first: cv::imdecode allocates the whole image before
+    // it reads a pixel. Formats whose header we cannot read are not decoded.
+    const auto dims = peek_image_size(buf);
+    auto too_many = [](int64_t w, int64_t h) { return w > kMaxImagePixels / std::max<int64_t>(h, 1); };
+    if (dims && too_many(dims->width, dims->height))
+      return fail(errc::payload_too_large,
+                  "'" + jsonx::sanitize_utf8(path) + "' is " + std::to_string(dims->width) + "x" +
+                      std::to_string(dims->height) + " pixels, more than the " +
+                      std::to_string(kMaxImagePixels) + " an image of a data set may have");
     try {
-      if (!buf.empty())
-        m.image = cv::imdecode(buf, flags);
+      if (dims && buf.size() <= static_cast<size_t>(INT_MAX))
+        m.image = cv::imdecode(cv::Mat(1, static_cast<int>(buf.size()), CV_8UC1, buf.data()), flags);
     } catch (const cv::Exception&) {
       m.image = cv::Mat(); // reported below, once we know it sits in a class folder
     }
+    if (!m.image.empty() && too_many(m.image.cols, m.image.rows))
+      return fail(errc::payload_too_large, "'" + jsonx::sanitize_utf8(path) + "' decodes to " +
+                                               std::to_string(m.image.cols) + "x" +
+                                               std::to_string(m.image.rows) + " pixels, more than " +
+                                               std::to_string(kMaxImagePixels));
     if (!m.image.empty() && m.image.depth() != CV_8U)
       m.image.convertTo(m.image, CV_8U);
     if (!m.image.empty() && m.image.channels() == 4)
@@ -203,6 +232,14 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
       cv::resize(m.image, resized, cv::Size(s, s), 0, 0, cv::INTER_AREA);
       m.image = resized;
     }
+    // Decoded pixels are what the data set holds (in memory now, on disk
+    // later): they count toward max_bytes like the archive's bytes do.
+    decoded += static_cast<uint64_t>(m.image.total() * m.image.elemSize());
+    if (decoded > opt.max_bytes)
+      return fail(errc::payload_too_large, "the archive's images take more than " +
+                                               std::to_string(opt.max_bytes) +
+                                               " bytes decoded (max_bytes), at '" +
+                                               jsonx::sanitize_utf8(path) + "'");
     members.push_back(std::move(m));
   }
   if (entries == 0)
@@ -235,8 +272,19 @@ result<dataset_info> import_image_folder(const std::string& file, const import_o
   for (auto& m : members) {
     if (m.parts.size() < strip + 2)
       continue;
+    // Paths and class names end up in dataset.json and in answers: UTF-8 only.
+    // Not transcoded: a name that is not UTF-8 may be Latin-1, CP1252, CP437
+    // or Shift-JIS, and a wrong guess would name a class silently wrong.
+    if (!jsonx::valid_utf8(m.path))
+      return fail(errc::bad_request, "the archive member '" + jsonx::sanitize_utf8(m.path) +
+                                         "' has a name that is not valid UTF-8; "
+                                         "re-create the archive with UTF-8 file names");
+    if (m.parts[strip].size() > kMaxClassNameBytes)
+      return fail(errc::bad_request, "the class folder of '" + m.path + "' has a name longer than " +
+                                         std::to_string(kMaxClassNameBytes) + " bytes");
     if (m.image.empty())
-      return fail(errc::bad_request, "'" + m.path + "' is not an image that can be decoded");
+      return fail(errc::bad_request, "'" + m.path + "' is not an image that can be decoded "
+                                     "(JPEG, PNG, BMP, WebP or TIFF)");
     kept.push_back(&m);
   }
   std::map<std::string, std::vector<member*>> by_class;
@@ -248,6 +296,9 @@ result<dataset_info> import_image_folder(const std::string& file, const import_o
   if (by_class.size() < 2)
     return fail(errc::bad_request, "the archive has only one class folder ('" +
                                        by_class.begin()->first + "'); at least 2 are needed");
+  if (by_class.size() > kMaxClasses)
+    return fail(errc::bad_request, "the archive has " + std::to_string(by_class.size()) +
+                                       " class folders, more than " + std::to_string(kMaxClasses));
 
   int channels = static_cast<int>(opt.channels);
   if (channels == 0)
@@ -256,6 +307,17 @@ result<dataset_info> import_image_folder(const std::string& file, const import_o
                    ? 3
                    : 1;
   const member* first = kept.front();
+  {
+    // Stored C x H x W per image (grayscale ones become RGB triples): counted
+    // before any conversion grows them.
+    const uint64_t stored = static_cast<uint64_t>(kept.size()) * static_cast<uint64_t>(channels) *
+                            static_cast<uint64_t>(first->image.rows) *
+                            static_cast<uint64_t>(first->image.cols);
+    if (stored > opt.max_bytes)
+      return fail(errc::payload_too_large, "the data set would take " + std::to_string(stored) +
+                                               " bytes decoded, more than max_bytes (" +
+                                               std::to_string(opt.max_bytes) + ")");
+  }
   for (member* m : kept) {
     if (opt.image_size == 0 && m->image.size() != first->image.size())
       return fail(errc::bad_request,

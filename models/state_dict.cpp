@@ -1,12 +1,16 @@
 #include "models/state_dict.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -27,7 +31,10 @@ namespace {
 // an opaque object that is reported if it ends up where a tensor is expected.
 
 struct pyobj;
-using pyref = std::shared_ptr<pyobj>;
+// Objects live in the unpickler's arena and refer to each other by plain
+// pointers: freeing a structure of any depth (or one that contains itself)
+// is a flat walk over the arena, never a recursion through destructors.
+using pyref = pyobj*;
 
 struct pyobj {
   enum class kind { none, boolean, integer, floating, string, bytes, tuple, list, dict, global, tensor, other };
@@ -38,25 +45,12 @@ struct pyobj {
   std::vector<pyref> items;                       // tuple, list
   std::vector<std::pair<pyref, pyref>> entries;   // dict
   at::Tensor t;
+  // Nesting depth of the structure below it (1: holds no containers). Exact
+  // for acyclic structures because a container already placed inside another
+  // is never modified again (see unpickler::insert).
+  size_t depth = 1;
+  bool contained = false; // placed inside a tuple, list or dict
 };
-
-pyref make(pyobj::kind k) {
-  auto p = std::make_shared<pyobj>();
-  p->k = k;
-  return p;
-}
-
-pyref make_int(int64_t v) {
-  auto p = make(pyobj::kind::integer);
-  p->i = v;
-  return p;
-}
-
-pyref make_str(pyobj::kind k, std::string s) {
-  auto p = make(k);
-  p->s = std::move(s);
-  return p;
-}
 
 [[noreturn]] void bad(const std::string& what) {
   throw std::runtime_error("malformed pickle: " + what);
@@ -79,13 +73,22 @@ bool scalar_type_of_storage(const std::string& global, at::ScalarType& out) {
   return true;
 }
 
+namespace lim = pickle_limits;
+
+using storage_loader = std::function<at::Tensor(const std::string& key, at::ScalarType, int64_t numel)>;
+
 class unpickler {
 public:
-  using storage_loader = std::function<at::Tensor(const std::string& key, at::ScalarType, int64_t numel)>;
 
   unpickler(const char* data, size_t size, storage_loader load)
-      : p_(data), end_(data + size), load_(std::move(load)) {}
+      : begin_(data), p_(data), end_(data + size), load_(std::move(load)) {
+    if (size > lim::kMaxPickleBytes)
+      bad("data.pkl is " + std::to_string(size) + " bytes, more than the " +
+          std::to_string(lim::kMaxPickleBytes) + " a weights file may have");
+  }
 
+  /// The object STOP returns; it (and everything it refers to) lives as long
+  /// as the unpickler.
   pyref run() {
     for (;;) {
       const auto op = u8();
@@ -131,50 +134,58 @@ public:
         case ']': push(make(pyobj::kind::list)); break;                       // EMPTY_LIST
         case '}': push(make(pyobj::kind::dict)); break;                       // EMPTY_DICT
         case 0x8f: push(make(pyobj::kind::list)); break;                      // EMPTY_SET
-        case '(': marks_.push_back(stack_.size()); break;                     // MARK
+        case '(':                                                             // MARK
+          if (marks_.size() >= lim::kMaxReferences)
+            bad("more than " + std::to_string(lim::kMaxReferences) + " MARKs");
+          marks_.push_back(stack_.size());
+          break;
         case 't': case 'l': case 0x91: {                                      // TUPLE / LIST / FROZENSET
           auto p = make(op == 't' ? pyobj::kind::tuple : pyobj::kind::list);
-          p->items = pop_mark();
+          for (auto v : pop_mark())
+            insert(p, v);
           push(p);
           break;
         }
         case 0x85: case 0x86: case 0x87: {                                    // TUPLE1..3
           const size_t n = static_cast<size_t>(op - 0x84);
-          if (stack_.size() < n)
+          if (stack_.size() < n || (!marks_.empty() && stack_.size() - n < marks_.back()))
             bad("stack underflow in TUPLEn");
           auto p = make(pyobj::kind::tuple);
-          p->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
+          for (auto it = stack_.end() - static_cast<std::ptrdiff_t>(n); it != stack_.end(); ++it)
+            insert(p, *it);
           stack_.resize(stack_.size() - n);
+          references_ -= n;
           push(p);
           break;
         }
         case 'a': {                                                           // APPEND
           auto v = pop();
-          top(pyobj::kind::list)->items.push_back(v);
+          insert(top(pyobj::kind::list), v);
           break;
         }
         case 'e': case 0x90: {                                                // APPENDS / ADDITEMS
           auto vs = pop_mark();
           auto l = top(pyobj::kind::list);
-          l->items.insert(l->items.end(), vs.begin(), vs.end());
+          for (auto v : vs)
+            insert(l, v);
           break;
         }
         case 'd': {                                                           // DICT
           auto vs = pop_mark();
           auto d = make(pyobj::kind::dict);
-          add_pairs(*d, vs);
+          add_pairs(d, vs);
           push(d);
           break;
         }
         case 's': {                                                           // SETITEM
           auto v = pop();
           auto k = pop();
-          top(pyobj::kind::dict)->entries.emplace_back(k, v);
+          insert(top(pyobj::kind::dict), k, v);
           break;
         }
         case 'u': {                                                           // SETITEMS
           auto vs = pop_mark();
-          add_pairs(*top(pyobj::kind::dict), vs);
+          add_pairs(top(pyobj::kind::dict), vs);
           break;
         }
         case 'c': {                                                           // GLOBAL
@@ -194,7 +205,7 @@ public:
         case 'R': {                                                           // REDUCE
           auto args = pop();
           auto fn = pop();
-          push(reduce(fn, args));
+          push(reduce(fn, args, 0));
           break;
         }
         case 0x81: {                                                          // NEWOBJ
@@ -210,11 +221,11 @@ public:
           push(make_str(pyobj::kind::other, "instance of " + describe(cls)));
           break;
         }
-        case 'b': pop(); if (stack_.empty()) bad("BUILD on empty stack"); break; // BUILD: state ignored
+        case 'b': pop(); peek(); break;                                       // BUILD: state ignored
         case 'Q': push(persistent_load(pop())); break;                        // BINPERSID
-        case 'q': memo_[le(1)] = peek(); break;                               // BINPUT
-        case 'r': memo_[le(4)] = peek(); break;                               // LONG_BINPUT
-        case 0x94: memo_[memo_.size()] = peek(); break;                       // MEMOIZE
+        case 'q': memo_put(le(1), peek()); break;                             // BINPUT
+        case 'r': memo_put(le(4), peek()); break;                             // LONG_BINPUT
+        case 0x94: memo_put(memo_.size(), peek()); break;                     // MEMOIZE
         case 'h': push(memo_get(le(1))); break;                               // BINGET
         case 'j': push(memo_get(le(4))); break;                               // LONG_BINGET
         case '0': pop(); break;                                               // POP
@@ -230,9 +241,56 @@ public:
     }
   }
 
-  void set_begin(const char* b) { begin_ = b; }
-
 private:
+  // --- the arena and the bounds ---------------------------------------------------
+  pyref make(pyobj::kind k) {
+    if (arena_.size() >= lim::kMaxObjects)
+      bad("more than " + std::to_string(lim::kMaxObjects) + " objects");
+    arena_.emplace_back();
+    auto p = &arena_.back();
+    p->k = k;
+    return p;
+  }
+  pyref make_int(int64_t v) {
+    auto p = make(pyobj::kind::integer);
+    p->i = v;
+    return p;
+  }
+  pyref make_str(pyobj::kind k, std::string s) {
+    auto p = make(k);
+    p->s = std::move(s);
+    return p;
+  }
+  void count_reference() {
+    if (++references_ > lim::kMaxReferences)
+      bad("more than " + std::to_string(lim::kMaxReferences) + " references");
+  }
+  /// Marks `child` as placed in `parent` and updates `parent`'s depth. A
+  /// container that is already inside another one may not change any more
+  /// (Python's pickler fills every container before it places it): otherwise
+  /// the memo could build a chain of any depth out of shallow insertions.
+  void adopt(pyref parent, pyref child) {
+    if (parent->contained)
+      bad("a " + describe(parent) + " is modified after it was placed inside another container");
+    child->contained = true;
+    if (child != parent && child->depth + 1 > parent->depth) {
+      parent->depth = child->depth + 1;
+      if (parent->depth > lim::kMaxDepth)
+        bad("containers nested deeper than " + std::to_string(lim::kMaxDepth) + " levels");
+    }
+    count_reference();
+  }
+  void insert(pyref container, pyref v) {
+    adopt(container, v);
+    container->items.push_back(v);
+  }
+  void insert(pyref dict, pyref k, pyref v) {
+    adopt(dict, k);
+    adopt(dict, v);
+    dict->entries.emplace_back(k, v);
+  }
+
+  // --- bytes ---------------------------------------------------------------------------
   uint8_t u8() {
     if (p_ >= end_)
       bad("unexpected end of data");
@@ -277,12 +335,18 @@ private:
     p_ = nl + 1;
     return s;
   }
-  void push(pyref v) { stack_.push_back(std::move(v)); }
+
+  // --- the stack, marks and memo ------------------------------------------------------
+  void push(pyref v) {
+    count_reference();
+    stack_.push_back(v);
+  }
   pyref pop() {
     if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
       bad("stack underflow");
-    auto v = std::move(stack_.back());
+    auto v = stack_.back();
     stack_.pop_back();
+    --references_;
     return v;
   }
   pyref peek() {
@@ -305,7 +369,18 @@ private:
       bad("MARK beyond stack");
     std::vector<pyref> out(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
     stack_.resize(m);
+    references_ -= out.size();
     return out;
+  }
+  void memo_put(uint64_t i, pyref v) {
+    auto it = memo_.find(i);
+    if (it != memo_.end()) {
+      it->second = v;
+      return;
+    }
+    if (memo_.size() >= lim::kMaxMemo)
+      bad("more than " + std::to_string(lim::kMaxMemo) + " memo entries");
+    memo_.emplace(i, v);
   }
   pyref memo_get(uint64_t i) {
     auto it = memo_.find(i);
@@ -313,11 +388,11 @@ private:
       bad("memo key " + std::to_string(i) + " not found");
     return it->second;
   }
-  static void add_pairs(pyobj& d, const std::vector<pyref>& vs) {
+  void add_pairs(pyref d, const std::vector<pyref>& vs) {
     if (vs.size() % 2)
       bad("odd number of dict items");
     for (size_t k = 0; k < vs.size(); k += 2)
-      d.entries.emplace_back(vs[k], vs[k + 1]);
+      insert(d, vs[k], vs[k + 1]);
   }
 
   static std::string describe(const pyref& v) {
@@ -341,6 +416,8 @@ private:
   static std::vector<int64_t> int_tuple(const pyref& v, const char* what) {
     if (v->k != pyobj::kind::tuple && v->k != pyobj::kind::list)
       bad(std::string(what) + " is not a tuple");
+    if (v->items.size() > lim::kMaxTensorRank)
+      bad(std::string(what) + " has more than " + std::to_string(lim::kMaxTensorRank) + " dimensions");
     std::vector<int64_t> out;
     for (auto& x : v->items) {
       if (x->k != pyobj::kind::integer)
@@ -350,7 +427,12 @@ private:
     return out;
   }
 
-  pyref reduce(const pyref& fn, const pyref& args) {
+  /// `fn(*args)` for the few callables a checkpoint uses; `level` counts the
+  /// calls of _rebuild_from_type_v2 that led here (bounded by kMaxDepth:
+  /// each one unwraps a level of its arguments, and a list may hold itself).
+  pyref reduce(const pyref& fn, const pyref& args, size_t level) {
+    if (level > lim::kMaxDepth)
+      bad("tensor rebuild calls nested deeper than " + std::to_string(lim::kMaxDepth) + " levels");
     if (fn->k != pyobj::kind::global)
       return make_str(pyobj::kind::other, "result of calling " + describe(fn));
     const auto& name = fn->s;
@@ -361,7 +443,7 @@ private:
       if (!a.empty() && (a[0]->k == pyobj::kind::list || a[0]->k == pyobj::kind::tuple))
         for (auto& kv : a[0]->items)
           if ((kv->k == pyobj::kind::tuple || kv->k == pyobj::kind::list) && kv->items.size() == 2)
-            d->entries.emplace_back(kv->items[0], kv->items[1]);
+            insert(d, kv->items[0], kv->items[1]);
       return d;
     }
     // torch::pickle_save (C++) tags typed containers: restore_type_tag(obj, "Dict[str, Tensor]").
@@ -377,14 +459,17 @@ private:
         bad("tensor size and stride differ in rank");
       const int64_t offset = a[1]->i;
       const int64_t numel = a[0]->t.numel();
-      // Bounds check: the last element reachable must lie inside the storage.
+      // Bounds check: the last element reachable must lie inside the storage,
+      // and neither the element count nor that index may overflow.
       int64_t last = offset, count = 1;
       for (size_t d = 0; d < sizes.size(); ++d) {
         if (sizes[d] < 0 || strides[d] < 0)
           bad("negative tensor size or stride");
-        count *= sizes[d];
-        if (sizes[d] > 0)
-          last += (sizes[d] - 1) * strides[d];
+        int64_t span = 0;
+        if (__builtin_mul_overflow(count, sizes[d], &count)
+            || (sizes[d] > 0 && (__builtin_mul_overflow(sizes[d] - 1, strides[d], &span)
+                                 || __builtin_add_overflow(last, span, &last))))
+          bad("tensor of more than 2^63 elements");
       }
       if (offset < 0 || (count > 0 && last >= numel))
         bad("tensor view exceeds its storage");
@@ -400,7 +485,7 @@ private:
     if (name == "torch._tensor._rebuild_from_type_v2" || name == "torch._tensor._rebuild_from_type") {
       // (func, new_type, args, state): the tensor subclass is dropped.
       if (a.size() >= 3)
-        return reduce(a[0], a[2]);
+        return reduce(a[0], a[2], level + 1);
       bad(name + " with unexpected arguments");
     }
     return make_str(pyobj::kind::other, "object built by " + name);
@@ -427,10 +512,12 @@ private:
     return t;
   }
 
-  const char* begin_ = nullptr;
+  const char* begin_;
   const char* p_;
   const char* end_;
   storage_loader load_;
+  std::deque<pyobj> arena_; // stable addresses; destroyed flat
+  size_t references_ = 0;   // on the stack and in containers
   std::vector<pyref> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, pyref> memo_;
@@ -453,6 +540,184 @@ std::string first_line(std::string s) {
   return s;
 }
 
+/// What the zip's central directory says, read before miniz extracts
+/// anything: getRecord() allocates a record's declared uncompressed size, so
+/// a small deflated file could otherwise ask for gigabytes.
+struct zip_census {
+  uint64_t records = 0;
+  uint64_t total_bytes = 0;  // uncompressed, all records
+  uint64_t pickle_bytes = 0; // uncompressed, the largest */data.pkl
+};
+
+uint64_t rd_le(const unsigned char* p, int n) {
+  uint64_t v = 0;
+  for (int k = n - 1; k >= 0; --k)
+    v = (v << 8) | p[k];
+  return v;
+}
+
+/// Reads the central directory the way miniz finds it (the end-of-central-
+/// directory record nearest the end of the file, zip64 when flagged).
+/// nullopt (with `why`) when it is not a readable zip directory.
+std::optional<zip_census> zip_directory(const std::string& path, std::string& why) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    why = "cannot open it";
+    return std::nullopt;
+  }
+  in.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  auto read_at = [&](uint64_t off, size_t n, std::vector<unsigned char>& buf) {
+    buf.resize(n);
+    if (off > size || n > size - off)
+      return false;
+    in.seekg(static_cast<std::streamoff>(off));
+    return static_cast<bool>(in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n)));
+  };
+  std::vector<unsigned char> tail, buf;
+  const uint64_t tail_len = std::min<uint64_t>(size, 22 + 65535);
+  if (size < 22 || !read_at(size - tail_len, tail_len, tail)) {
+    why = "it is too short for a zip archive";
+    return std::nullopt;
+  }
+  std::optional<uint64_t> eocd;
+  for (uint64_t i = tail_len - 22 + 1; i-- > 0;)
+    if (rd_le(&tail[i], 4) == 0x06054b50) {
+      eocd = size - tail_len + i;
+      break;
+    }
+  if (!eocd) {
+    why = "it has no zip central directory";
+    return std::nullopt;
+  }
+  const unsigned char* e = &tail[*eocd - (size - tail_len)];
+  uint64_t entries = rd_le(e + 10, 2), cd_size = rd_le(e + 12, 4), cd_off = rd_le(e + 16, 4);
+  if (entries == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) {
+    // zip64: a locator right before the EOCD points at the zip64 EOCD.
+    if (*eocd < 20 || !read_at(*eocd - 20, 20, buf) || rd_le(buf.data(), 4) != 0x07064b50) {
+      why = "its zip64 directory locator is missing";
+      return std::nullopt;
+    }
+    const uint64_t z = rd_le(buf.data() + 8, 8);
+    if (!read_at(z, 56, buf) || rd_le(buf.data(), 4) != 0x06064b50) {
+      why = "its zip64 directory is missing";
+      return std::nullopt;
+    }
+    entries = rd_le(buf.data() + 32, 8);
+    cd_size = rd_le(buf.data() + 40, 8);
+    cd_off = rd_le(buf.data() + 48, 8);
+  }
+  if (entries > pickle_limits::kMaxRecords) {
+    why = "it has " + std::to_string(entries) + " records, more than " +
+          std::to_string(pickle_limits::kMaxRecords);
+    return std::nullopt;
+  }
+  if (cd_off > size || cd_size > size - cd_off) {
+    why = "its zip central directory lies outside the file";
+    return std::nullopt;
+  }
+  zip_census c;
+  uint64_t off = cd_off;
+  const std::string pkl = "/data.pkl";
+  for (uint64_t n = 0; n < entries; ++n) {
+    if (!read_at(off, 46, buf) || rd_le(buf.data(), 4) != 0x02014b50) {
+      why = "its zip central directory is corrupt";
+      return std::nullopt;
+    }
+    uint64_t usize = rd_le(buf.data() + 24, 4);
+    const uint64_t name_len = rd_le(buf.data() + 28, 2), extra_len = rd_le(buf.data() + 30, 2),
+                   comment_len = rd_le(buf.data() + 32, 2);
+    std::vector<unsigned char> var;
+    if (!read_at(off + 46, static_cast<size_t>(name_len + extra_len), var)) {
+      why = "its zip central directory is truncated";
+      return std::nullopt;
+    }
+    if (usize == 0xFFFFFFFF) { // the zip64 extra field holds the real size first
+      bool found = false;
+      for (uint64_t x = name_len; x + 4 <= name_len + extra_len;) {
+        const uint64_t id = rd_le(&var[x], 2), len = rd_le(&var[x + 2], 2);
+        if (id == 0x0001 && len >= 8 && x + 4 + 8 <= name_len + extra_len) {
+          usize = rd_le(&var[x + 4], 8);
+          found = true;
+          break;
+        }
+        x += 4 + len;
+      }
+      if (!found) {
+        why = "a zip64 record lacks its size";
+        return std::nullopt;
+      }
+    }
+    const std::string name(var.begin(), var.begin() + static_cast<std::ptrdiff_t>(name_len));
+    c.records++;
+    c.total_bytes = usize > UINT64_MAX - c.total_bytes ? UINT64_MAX : c.total_bytes + usize;
+    if (name.size() >= pkl.size() && name.compare(name.size() - pkl.size(), pkl.size(), pkl) == 0)
+      c.pickle_bytes = std::max(c.pickle_bytes, usize);
+    off += 46 + name_len + extra_len + comment_len;
+  }
+  const uint64_t budget = size * pickle_limits::kMaxExpansion + pickle_limits::kExpansionSlack;
+  if (c.total_bytes > budget) {
+    why = "its records would extract to " + std::to_string(c.total_bytes) + " bytes, more than " +
+          std::to_string(pickle_limits::kMaxExpansion) + " times the file's size (plus " +
+          std::to_string(pickle_limits::kExpansionSlack) + ")";
+    return std::nullopt;
+  }
+  if (c.pickle_bytes > pickle_limits::kMaxPickleBytes) {
+    why = "its data.pkl is " + std::to_string(c.pickle_bytes) + " bytes, more than " +
+          std::to_string(pickle_limits::kMaxPickleBytes);
+    return std::nullopt;
+  }
+  return c;
+}
+
+/// A storage of `numel` elements of `st` from a record's bytes.
+at::Tensor storage_from(const std::string& key, at::ScalarType st, int64_t numel, const void* data,
+                        size_t size) {
+  const size_t es = c10::elementSize(st);
+  if (numel < 0 || static_cast<uint64_t>(numel) > size / es)
+    throw std::runtime_error("storage " + key + " holds " + std::to_string(size) + " bytes, needs " +
+                             std::to_string(numel) + " elements of " + std::to_string(es) + " bytes");
+  auto t = at::empty({numel}, at::TensorOptions().dtype(st));
+  if (numel)
+    std::memcpy(t.data_ptr(), data, static_cast<size_t>(numel) * es);
+  return t;
+}
+
+/// Unpickles data.pkl and finds the dict of tensors in it. `where` names the
+/// file in messages.
+result<read_result> read_pickle(const char* data, size_t size, const storage_loader& load,
+                                const std::string& where) {
+  unpickler u(data, size, load);
+  auto root = u.run();
+  if (root->k != pyobj::kind::dict)
+    return fail(errc::unprocessable, where + " does not hold a dict of tensors "
+                                     "(torch.save(model.state_dict(), path))");
+  auto is_tensor_dict = [](const pyobj& d) {
+    for (auto& [k, v] : d.entries)
+      if (v->k == pyobj::kind::tensor)
+        return true;
+    return false;
+  };
+  const pyobj* dict = root;
+  if (!is_tensor_dict(*dict)) {
+    for (const char* nested : {"state_dict", "model_state_dict", "model"})
+      for (auto& [k, v] : root->entries)
+        if (k->k == pyobj::kind::string && k->s == nested && v->k == pyobj::kind::dict
+            && is_tensor_dict(*v) && dict == root)
+          dict = v;
+  }
+  read_result out;
+  for (auto& [k, v] : dict->entries) {
+    if (k->k != pyobj::kind::string)
+      return fail(errc::unprocessable, where + " has a non-string key");
+    if (v->k == pyobj::kind::tensor)
+      out.tensors.emplace_back(k->s, v->t);
+    else
+      out.non_tensors.push_back(k->s);
+  }
+  return out;
+}
+
 result<read_result> read_checkpoint(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
@@ -472,6 +737,9 @@ result<read_result> read_checkpoint(const std::string& path) {
                   "weights file " + path + " is not a PyTorch checkpoint (no zip header)");
     }
   }
+  std::string why;
+  if (!zip_directory(path, why))
+    return fail(errc::unprocessable, "weights file " + path + " is refused: " + why);
   auto reader = std::make_shared<caffe2::serialize::PyTorchStreamReader>(path);
   if (reader->hasRecord("constants.pkl") || reader->hasRecord("code/__torch__.py"))
     return fail(errc::unprocessable, "weights file " + path + " is a TorchScript archive "
@@ -487,46 +755,9 @@ result<read_result> read_checkpoint(const std::string& path) {
   auto [pkl, pkl_size] = reader->getRecord("data.pkl");
   auto load = [&](const std::string& key, at::ScalarType st, int64_t numel) {
     auto [ptr, size] = reader->getRecord("data/" + key);
-    const auto need = static_cast<size_t>(numel) * c10::elementSize(st);
-    if (size < need)
-      throw std::runtime_error("storage " + key + " holds " + std::to_string(size)
-                               + " bytes, needs " + std::to_string(need));
-    auto t = at::empty({numel}, at::TensorOptions().dtype(st));
-    if (need)
-      std::memcpy(t.data_ptr(), ptr.get(), need);
-    return t;
+    return storage_from(key, st, numel, ptr.get(), size);
   };
-  const auto* data = static_cast<const char*>(pkl.get());
-  unpickler u(data, pkl_size, load);
-  u.set_begin(data);
-  auto root = u.run();
-  if (root->k != pyobj::kind::dict)
-    return fail(errc::unprocessable, "weights file " + path + " does not hold a dict of tensors "
-                                     "(torch.save(model.state_dict(), path))");
-  auto is_tensor_dict = [](const pyobj& d) {
-    for (auto& [k, v] : d.entries)
-      if (v->k == pyobj::kind::tensor)
-        return true;
-    return false;
-  };
-  const pyobj* dict = root.get();
-  if (!is_tensor_dict(*dict)) {
-    for (const char* nested : {"state_dict", "model_state_dict", "model"})
-      for (auto& [k, v] : root->entries)
-        if (k->k == pyobj::kind::string && k->s == nested && v->k == pyobj::kind::dict
-            && is_tensor_dict(*v) && dict == root.get())
-          dict = v.get();
-  }
-  read_result out;
-  for (auto& [k, v] : dict->entries) {
-    if (k->k != pyobj::kind::string)
-      return fail(errc::unprocessable, "weights file " + path + " has a non-string key");
-    if (v->k == pyobj::kind::tensor)
-      out.tensors.emplace_back(k->s, v->t);
-    else
-      out.non_tensors.push_back(k->s);
-  }
-  return out;
+  return read_pickle(static_cast<const char*>(pkl.get()), pkl_size, load, "weights file " + path);
 }
 
 std::string shape_str(at::IntArrayRef s) {
@@ -637,6 +868,32 @@ status load_state_dict(torch::nn::Module& module, const std::string& path) {
     return fail(errc::unprocessable, "cannot read weights file " + path + ": " + e.what());
   }
 }
+
+namespace detail {
+
+result<std::size_t> read_state_dict_pickle(
+  std::string_view pickle, const std::function<std::optional<std::string>(const std::string& key)>& record) {
+  try {
+    auto load = [&](const std::string& key, at::ScalarType st, int64_t numel) {
+      auto bytes = record(key);
+      if (!bytes)
+        throw std::runtime_error("no record data/" + key);
+      return storage_from(key, st, numel, bytes->data(), bytes->size());
+    };
+    auto read = read_pickle(pickle.data(), pickle.size(), load, "the pickle");
+    if (!read)
+      return read.error();
+    return read->tensors.size();
+  } catch (const c10::Error& e) {
+    return fail(errc::unprocessable, first_line(e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    return fail(errc::unprocessable, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(errc::unprocessable, e.what());
+  }
+}
+
+} // namespace detail
 
 // --- writing ---------------------------------------------------------------------
 // A pickle of exactly the shape Python's torch.save(model.state_dict()) writes

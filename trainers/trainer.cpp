@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>

@@ -1,0 +1,42 @@
+// libFuzzer target: the JSON request DTOs. Bounded parsing first (as every
+// route does), then the plain validators the routes and the job spec use:
+// model options, image preprocessing options and training hyper-parameters.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/json_limits.hpp"
+#include "models/zoo/zoo.hpp"
+#include "pipelines/image.hpp"
+#include "trainers/trainer.hpp"
+
+// trainer.cpp's end-of-run callback draws loss curves (trainers/images.cpp,
+// not linked here); the fuzzer never trains, so it never draws.
+bool rookery::train::save_curves(const std::map<std::string, std::vector<std::pair<double, double>>>&,
+                                 const std::string&, const std::string&) {
+  return false;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  std::string error;
+  auto j = rookery::jsonx::parse_bounded(text, &error);
+  // Answers are written with dump(): it must never throw, whatever the input.
+  (void)rookery::jsonx::dump(nlohmann::json(text));
+  (void)rookery::jsonx::sanitize_utf8(text);
+  if (!j)
+    return 0;
+  (void)rookery::jsonx::dump(*j);
+  const std::string canonical = j->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  (void)rookery::zoo::parse_model_options(canonical);
+  (void)rookery::parse_image_options(canonical);
+  if (j->is_object()) {
+    (void)rookery::train::parse_hyper(*j);
+    if (auto h = j->find("hyper"); h != j->end())
+      (void)rookery::train::parse_hyper(*h);
+  }
+  return 0;
+}
