@@ -118,10 +118,16 @@ struct scratch {
     fs::create_directories(paths.data_dir);
   }
   fs::path file(const std::string& name) const { return tmp.path / name; }
+  /// Nothing under <data>/datasets but (empty) per-owner directories u<id>/.
   bool nothing_stored() const {
     std::error_code ec;
     auto dir = fs::path(paths.data_dir) / "datasets";
-    return !fs::exists(dir, ec) || fs::is_empty(dir, ec);
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      auto name = it->path().filename().string();
+      if (!(name.size() > 1 && name[0] == 'u' && fs::is_directory(it->path()) && fs::is_empty(it->path())))
+        return false;
+    }
+    return true;
   }
 };
 
