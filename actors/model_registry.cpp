@@ -53,7 +53,8 @@ caf::expected<model_registry_state::pool*> pool_for(self_ptr self, const std::st
     meta = meta_of(*m);
     log::info("model registry: loading {} version {} ({} replicas)", m->name, m->version,
               st.settings.replicas);
-  } else if (st.settings.allow_untrained) {
+  } else if (st.settings.allow_untrained && (embedding_model::can_create_untrained(name)
+                                              || st.settings.stand_in.count(name) != 0)) {
     // Seeded random weights exist for the ResNets; any other model (the
     // built-in nsfwjs networks before scripts/setup.sh converted them) is
     // stood in for by an untrained ResNet-18, and says so.

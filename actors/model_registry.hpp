@@ -7,6 +7,7 @@
 // (which load the weights to check them) run on one-shot detached actors.
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ struct model_registry_settings {
   int torch_threads = 0;
   uint32_t replicas = 1;        // replicas in each model's pool
   bool allow_untrained = false; // serve seeded random ResNets when none is installed
+  std::set<std::string> stand_in;  // models an untrained ResNet-18 may stand in for (the built-ins')
 };
 
 struct model_registry_state {

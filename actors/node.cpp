@@ -18,6 +18,7 @@
 #include "common/log.hpp"
 #include "http/server.hpp"
 #include "messages/registration.hpp"
+#include "pipelines/pipeline.hpp"
 #include "store/store.hpp"
 
 namespace fs = std::filesystem;
@@ -210,6 +211,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
     ms.torch_threads = static_cast<int>(cfg.torch_threads);
     ms.replicas = cfg.replicas;
     ms.allow_untrained = cfg.allow_untrained;
+    ms.stand_in = builtin_pipeline_models();
     models = sys.spawn<caf::detached>(model_registry_impl, ms);
     keep(*n, models);
   }

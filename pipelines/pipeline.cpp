@@ -1,6 +1,7 @@
 #include "pipelines/pipeline.hpp"
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -337,6 +338,7 @@ std::map<std::string, pipeline_def> node_pipeline_defs(const std::string& data_d
     pipeline_def d;
     d.name = name;
     d.ops_json = *ops;
+    d.builtin = true; // configured: like a built-in, not replaced or removed over HTTP
     if (auto b = defs.find(name); b != defs.end())
       d.mime_types = b->second.mime_types; // replaces the built-in of that name
     defs[name] = d;
@@ -357,6 +359,14 @@ std::map<std::string, pipeline_def> node_pipeline_defs(const std::string& data_d
     defs[d->name] = std::move(*d);
   }
   return defs;
+}
+
+std::set<std::string> builtin_pipeline_models() {
+  std::set<std::string> out;
+  for (auto& d : builtin_pipelines())
+    if (auto c = compiled_pipeline::compile(d, pipeline_limits{}); c)
+      out.insert((*c)->model());
+  return out;
 }
 
 std::vector<std::string> pipeline_op_names() {

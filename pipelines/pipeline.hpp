@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,10 @@ std::string stored_pipelines_dir(const std::string& data_dir);
 /// a stored file that does not parse is logged and skipped.
 std::map<std::string, pipeline_def> node_pipeline_defs(const std::string& data_dir,
                                                        const std::map<std::string, std::string>& extra);
+
+/// The models the built-in pipelines name (an untrained stand-in may serve
+/// them before setup has installed them).
+std::set<std::string> builtin_pipeline_models();
 
 /// Operator names, for errors and the docs.
 std::vector<std::string> pipeline_op_names();
