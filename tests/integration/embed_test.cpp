@@ -294,7 +294,9 @@ TEST_CASE("rookery embed FILE gives the server's embedding without a server", "[
   temp_dir dir;
   import_weights(dir.path);
   auto out = dir.path + "/embed.json";
-  REQUIRE(sh(std::string{ROOKERY_BINARY} + " embed " + photo_path() + " --data " + dir.path + " > "
+  // The imported ResNet-18 behind the image pipeline, as test_env() gives the servers.
+  REQUIRE(sh("ROOKERY_PIPELINES='{\"image\": \"resnet18\"}' ROOKERY_BUILTIN_MODELS= "
+             + std::string{ROOKERY_BINARY} + " embed " + photo_path() + " --data " + dir.path + " > "
              + out) == 0);
   auto j = json::parse(read_file(out));
   CHECK(j["dim"] == 512);
