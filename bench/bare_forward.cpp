@@ -1,12 +1,17 @@
-// Benchmark (not a test): the bare LibTorch baseline for bench/embed_bench.sh.
+// Benchmark (not a test): the bare LibTorch baseline for bench/embed_bench.sh and
+// bench/pretrained_bench.sh.
 //
-// Loads ResNet weights through Rookery's own embedding_model (the class the
-// server's model replicas use), preprocesses one real image with Rookery's
-// image pipeline, then times the plain sequential forward loop:
+// Loads a model through Rookery's own embedding_model (the class the server's
+// model replicas use) -- with --data, built exactly as the server builds an
+// installed model: its config.json's arch, options (e.g. nsfwjs's 5-class head)
+// and output -- preprocesses one real image with Rookery's image pipeline and
+// that model's own "preprocess" settings (e.g. nsfwjs's TF bilinear resize to
+// 299 x 299, RGB / 255; ImageNet's 256/224 for --weights), then times the plain
+// sequential forward loop:
 //
 //   bare      batch 1, one embed() call after another on this one thread
 //   bare_b8   batch 8 (the server's default max_batch), for reference
-//   preprocess  JPEG decode + resize + crop + normalise of the same image
+//   preprocess  decode + the model's preprocessing of the same image
 //
 // embed() is what a replica runs per batch (forward_features + L2 norm), so
 // this is the ceiling Rookery's /v1/embed can approach on the same machine.
@@ -129,6 +134,7 @@ int main(int argc, char** argv) {
 
   model_spec spec;
   spec.threads = o.threads;
+  image_options popt; // ImageNet's unless the installed model says otherwise
   if (!o.data.empty()) {
     auto m = find_installed_model(o.data, o.model);
     if (!m) {
@@ -140,6 +146,17 @@ int main(int argc, char** argv) {
     spec.arch = m->arch;
     spec.format = m->format;
     spec.weights_path = m->weights;
+    // As the model registry does (actors/model_registry.cpp pool_for) ...
+    spec.options_json = m->options_json;
+    spec.output = m->output;
+    // ... and as the pipeline in front of it preprocesses (image_ops_for_model).
+    auto p = parse_image_options(m->preprocess_json);
+    if (!p) {
+      std::cerr << "bare_forward: bad preprocess in " << m->dir << "/config.json: "
+                << p.error().message << "\n";
+      return 1;
+    }
+    popt = p.value();
   } else {
     spec.name = o.arch;
     spec.arch = o.arch;
@@ -153,8 +170,8 @@ int main(int argc, char** argv) {
   }
   auto& net = *model.value();
 
-  // One preprocessed 3x224x224 input: the real image through Rookery's own
-  // pipeline, or (no --image) normally distributed values of the same shape.
+  // One preprocessed input (3 x side x side): the real image through Rookery's
+  // own pipeline, or (no --image) normally distributed values of the same shape.
   image_tensor input;
   std::string bytes;
   if (!o.image.empty()) {
@@ -166,15 +183,16 @@ int main(int argc, char** argv) {
     std::stringstream ss;
     ss << in.rdbuf();
     bytes = ss.str();
-    auto t = preprocess_image(bytes, image_options{});
+    auto t = preprocess_image(bytes, popt);
     if (!t) {
       std::cerr << "bare_forward: cannot preprocess " << o.image << ": " << t.error().message << "\n";
       return 1;
     }
     input = std::move(t.value());
   } else {
-    input.c = 3, input.h = 224, input.w = 224;
-    input.data.resize(3 * 224 * 224);
+    const int64_t side = popt.input_side();
+    input.c = popt.channels, input.h = side, input.w = side;
+    input.data.resize(static_cast<size_t>(input.c * side * side));
     std::mt19937 rng(0);
     std::normal_distribution<float> nd;
     for (auto& x : input.data)
@@ -214,7 +232,7 @@ int main(int argc, char** argv) {
     // Decode + preprocess is single-threaded by design (init_image_pipeline).
     bool bad = false;
     auto sp = loop(std::min(o.seconds, 3.0), o.warmup, 1, [&] {
-      if (!preprocess_image(bytes, image_options{}))
+      if (!preprocess_image(bytes, popt))
         bad = true;
     });
     if (bad)
