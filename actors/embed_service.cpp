@@ -80,6 +80,21 @@ stage_actor::behavior_type pipeline_stage(stage_actor::stateful_pointer<stage_st
     [=](embed_request& req) -> caf::result<embed_result> {
       auto guard = std::make_shared<inflight::guard>(inflight::embeds()); // until answered
       auto& st = self->state;
+      if (st.pipeline->own_model()) { // its operator's own networks: the whole chain, here
+        const auto t0 = std::chrono::steady_clock::now();
+        auto a = st.pipeline->run_inline(std::move(req.data), req.mime);
+        if (!a)
+          return to_error(a.error());
+        embed_result r;
+        r.pipeline = st.pipeline->def().name;
+        r.mime = req.mime;
+        r.model = st.pipeline->own_model()->name;
+        r.dim = static_cast<uint32_t>(a->embedding.size());
+        r.embedding = std::move(a->embedding);
+        r.extra_json = std::move(a->extra_json);
+        r.compute_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return r;
+      }
       if (st.replicas.empty())
         return to_error(errc::unavailable, "model '" + st.pipeline->model() + "' is being replaced; retry");
       auto prepared = st.pipeline->before_model(std::move(req.data), req.mime);
@@ -159,12 +174,13 @@ std::string stored_dir(const config& cfg) {
   return stored_pipelines_dir(cfg.data);
 }
 
+/// The operators' limits (the uploads directory, where videos are spooled,
+/// is made once at start: spawn_embed_service).
 pipeline_limits limits_of(const config& cfg) {
   pipeline_limits l;
   l.max_pixels = cfg.max_image_pixels;
   l.temp_dir = (fs::path(cfg.data) / "uploads").string();
-  std::error_code ec;
-  fs::create_directories(l.temp_dir, ec);
+  l.torch_threads = static_cast<int>(cfg.torch_threads);
   return l;
 }
 
@@ -180,6 +196,15 @@ pipeline_info info_of(const pipeline_def& def, const compiled_pipeline* c) {
     auto ops = nlohmann::json::parse(info.ops_json, nullptr, false);
     if (ops.is_array() && !ops.empty() && ops[0].is_object())
       info.kind = ops[0].value("op", "") == "decode_video" ? "video" : "image";
+    if (auto* own = c->own_model()) { // served by its operator's networks, not the registry
+      info.kind = "faces";
+      info.model = own->name;
+      info.dim = own->dim;
+      info.ready = own->ready;
+      info.pretrained = own->ready;
+      info.weights = own->weights;
+      info.status = own->status;
+    }
   }
   return info;
 }
@@ -246,6 +271,22 @@ void add_pipeline(service_ptr self, const config& cfg, model_registry_actor regi
   if (!c)
     return done(to_error(c.error()));
   auto compiled = *c;
+  if (auto* own = compiled->own_model()) { // no model to wait for
+    if (!own->ready)
+      return done(to_error(errc::unavailable, "pipeline '" + def.name + "' cannot serve: " + own->status));
+    pipeline_entry e;
+    e.compiled = compiled;
+    e.info = info_of(def, compiled.get());
+    e.info.replicas = std::max<uint32_t>(1, cfg.decoders);
+    e.stages = spawn_stages(self->system(), cfg, compiled, model_pool{}, registry);
+    auto& st = self->state;
+    if (auto old = st.pipelines.find(def.name); old != st.pipelines.end())
+      stop(old->second.stages);
+    auto info = e.info;
+    st.pipelines[def.name] = std::move(e);
+    log::info("pipeline {}: added, {}", def.name, info.status);
+    return done(info);
+  }
   auto load_timeout = std::chrono::milliseconds(cfg.import_timeout_ms);
   self->request(registry, load_timeout, caf::get_atom::value, compiled->model())
     .then(
@@ -412,6 +453,8 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
   caf::scoped_actor self{sys};
   std::map<std::string, pipeline_entry> pipelines;
   const auto load_timeout = std::chrono::milliseconds(cfg.import_timeout_ms);
+  std::error_code ec;
+  fs::create_directories(limits_of(cfg).temp_dir, ec); // videos are spooled there
   for (auto& [name, def] : defs) {
     pipeline_entry e;
     auto c = compiled_pipeline::compile(def, limits_of(cfg));
@@ -424,6 +467,17 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
     }
     e.compiled = *c;
     e.info = info_of(def, e.compiled.get());
+    if (e.compiled->own_model()) { // its operator's networks: nothing to wait for
+      if (e.info.ready) {
+        e.info.replicas = std::max<uint32_t>(1, cfg.decoders);
+        e.stages = spawn_stages(sys, cfg, e.compiled, model_pool{}, registry);
+        log::info("pipeline {}: {}", name, e.info.status);
+      } else {
+        log::warn("pipeline {} is not ready: {}", name, e.info.status);
+      }
+      pipelines[name] = std::move(e);
+      continue;
+    }
     caf::expected<model_pool> pool = caf::make_error(caf::sec::bad_function_call);
     self->request(registry, load_timeout, caf::get_atom::value, e.compiled->model())
       .receive([&](model_pool& p) { pool = std::move(p); },

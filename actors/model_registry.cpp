@@ -125,15 +125,45 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
       out.meta = (*p)->meta;
       return out;
     },
-    [=](list_atom) {
-      std::vector<model_meta> out;
+    [=](list_atom) -> caf::result<std::vector<model_meta>> {
+      // Installed models; a loaded one as its replica reports it (ready,
+      // pretrained, input shape), asked without blocking the registry.
+      struct gather {
+        std::vector<model_meta> out;
+        size_t left = 0;
+      };
+      auto g = std::make_shared<gather>();
+      std::vector<std::pair<size_t, replica_actor>> ask;
       for (auto& m : list_installed_models(self->state.settings.data_dir)) {
         auto meta = meta_of(m);
-        if (self->state.pools.count(m.name) != 0)
-          meta.status = "loaded (or loading)";
-        out.push_back(std::move(meta));
+        if (auto p = self->state.pools.find(m.name); p != self->state.pools.end()) {
+          meta.status = "loading, or busy (its replica did not answer within 2 s)";
+          ask.emplace_back(g->out.size(), p->second.replicas.front());
+        }
+        g->out.push_back(std::move(meta));
       }
-      return out;
+      if (ask.empty())
+        return g->out;
+      g->left = ask.size();
+      auto rp = self->make_response_promise<std::vector<model_meta>>();
+      for (auto& [i, r] : ask) {
+        auto finish = [=]() mutable {
+          if (--g->left == 0)
+            rp.deliver(std::move(g->out));
+        };
+        self->request(r, std::chrono::seconds(2), info_atom::value)
+          .then(
+            [=](model_meta& m) mutable {
+              auto& have = g->out[i];
+              if (m.version == have.version) { // not an older version still serving
+                m.builtin = have.builtin;
+                have = std::move(m);
+              }
+              finish();
+            },
+            [=](caf::error&) mutable { finish(); });
+      }
+      return rp;
     },
     [=](caf::put_atom, const model_import& req) -> caf::result<model_meta> {
       auto rp = self->make_response_promise<model_meta>();

@@ -191,12 +191,32 @@ int embed_cmd(common_flags& flags, const std::string& file, const std::string& p
   }
   pipeline_limits lim;
   lim.max_pixels = cfg->max_image_pixels;
+  lim.torch_threads = static_cast<int>(cfg->torch_threads);
   auto compiled = compiled_pipeline::compile(d->second, lim);
   if (!compiled) {
     std::cerr << "rookery: pipeline " << name << ": " << compiled.error().message << "\n";
     return 1;
   }
   auto& c = **compiled;
+  auto print = [&](compiled_pipeline::answer& a, const std::string& model) {
+    embed_result r;
+    r.pipeline = name;
+    r.mime = mime;
+    r.model = model;
+    r.dim = static_cast<uint32_t>(a.embedding.size());
+    r.embedding = std::move(a.embedding);
+    r.extra_json = std::move(a.extra_json);
+    std::cout << to_json(r).dump() << std::endl;
+    return 0;
+  };
+  if (auto* own = c.own_model()) { // faces: the operator's own networks, the whole chain
+    auto answer = c.run_inline(std::move(bytes), mime);
+    if (!answer) {
+      std::cerr << "rookery: " << answer.error().message << "\n";
+      return 1;
+    }
+    return print(*answer, own->name);
+  }
   auto installed = find_installed_model(cfg->data, c.model());
   if (!installed) {
     std::cerr << "rookery: " << installed.error().message
@@ -229,15 +249,7 @@ int embed_cmd(common_flags& flags, const std::string& file, const std::string& p
     std::cerr << "rookery: " << answer.error().message << "\n";
     return 1;
   }
-  embed_result r;
-  r.pipeline = name;
-  r.mime = mime;
-  r.model = installed->name;
-  r.dim = static_cast<uint32_t>(answer->embedding.size());
-  r.embedding = std::move(answer->embedding);
-  r.extra_json = std::move(answer->extra_json);
-  std::cout << to_json(r).dump() << std::endl;
-  return 0;
+  return print(*answer, installed->name);
 }
 
 std::atomic<bool> train_cancel{false};

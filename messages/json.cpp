@@ -7,12 +7,14 @@ namespace rookery {
 using nlohmann::json;
 
 json to_json(const embed_result& r) {
-  json j{{"pipeline", r.pipeline},
-         {"mime", r.mime},
-         {"model", r.model},
-         {"dim", r.dim},
-         {"embedding", r.embedding},
-         {"timing_ms", {{"queue", r.queue_ms}, {"compute", r.compute_ms}}}};
+  json j{{"pipeline", r.pipeline}, {"mime", r.mime}, {"model", r.model}};
+  // A pipeline that answers no single vector (faces: a list of faces, each
+  // with its own) has its fields in extra_json only.
+  if (!r.embedding.empty() || r.extra_json.empty()) {
+    j["dim"] = r.dim;
+    j["embedding"] = r.embedding;
+  }
+  j["timing_ms"] = {{"queue", r.queue_ms}, {"compute", r.compute_ms}};
   if (!r.node.empty())
     j["node"] = r.node; // the worker that computed it (gateway only)
   if (!r.extra_json.empty()) { // a video's "segments" and "frames", ...

@@ -125,7 +125,7 @@ struct embedding_model::impl {
       if (features && normalise)
         y = torch::nn::functional::normalize(
           y.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
-      else if (softmax_output)
+      else if (!features && softmax_output) // class probabilities (/v2), never the features
         y = torch::softmax(y.to(torch::kFloat), 1);
       return to_rows(y);
     } catch (const c10::Error& e) {

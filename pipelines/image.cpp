@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "common/json_limits.hpp"
 #include "pipelines/codec.hpp"
@@ -582,6 +583,23 @@ int64_t center_offset(int64_t size, int64_t crop) {
 }
 
 } // namespace pipe
+
+result<rgb8_image> decode_rgb(const std::string& bytes, int64_t max_pixels) {
+  auto m = pipe::decode_still(bytes, max_pixels);
+  if (!m)
+    return m.error();
+  try {
+    rgb8_image out;
+    out.width = m->cols;
+    out.height = m->rows;
+    out.pixels.resize(static_cast<size_t>(m->cols) * static_cast<size_t>(m->rows) * 3);
+    cv::Mat rgb(m->rows, m->cols, CV_8UC3, out.pixels.data());
+    cv::cvtColor(*m, rgb, cv::COLOR_BGR2RGB);
+    return out;
+  } catch (const std::bad_alloc&) {
+    return fail(errc::payload_too_large, "out of memory while decoding the image");
+  }
+}
 
 result<image_tensor> preprocess_image(const std::string& bytes, const image_options& opt) {
   // The same operators a pipeline spec names, in the same order: this is

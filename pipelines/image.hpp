@@ -81,6 +81,16 @@ std::optional<image_size> peek_image_size(const std::string& bytes);
 /// unsupported_media.
 result<image_tensor> preprocess_image(const std::string& bytes, const image_options& opt);
 
+/// 8-bit RGB pixels, row-major HWC, as decoded.
+struct rgb8_image {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> pixels; // width * height * 3
+};
+
+/// Decodes like decode_image (the same formats, checks, limits and errors)
+/// without resizing: the pixels in RGB order (the faces tests' input).
+result<rgb8_image> decode_rgb(const std::string& bytes, int64_t max_pixels);
+
 /// Sets OpenCV's own thread pool to one thread (cv::setNumThreads(1)):
 /// decoders run in parallel actors already, and OpenCV's threads would only
 /// oversubscribe the cores. PROCESS-GLOBAL. preprocess_image() calls it once

@@ -26,6 +26,8 @@ result<std::unique_ptr<op>> make_normalize(const nlohmann::json&, const limits&)
 result<std::unique_ptr<op>> make_model(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_l2_normalize(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_temporal_pool(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_faces(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_center(const nlohmann::json&, const limits&);
 const std::string* model_name_of(const op& o);
 
 namespace {
@@ -41,7 +43,8 @@ const std::vector<entry>& table() {
     {"resize", make_resize},             {"center_crop", make_center_crop},
     {"to_tensor", make_to_tensor},       {"normalize", make_normalize},
     {"model", make_model},               {"l2_normalize", make_l2_normalize},
-    {"temporal_pool", make_temporal_pool},
+    {"temporal_pool", make_temporal_pool}, {"faces", make_faces},
+    {"center", make_center},
   };
   return t;
 }
@@ -91,8 +94,8 @@ result<chain> compile_ops(const nlohmann::json& ops, const limits& lim) {
       return fail(errc::bad_request, at + ": op '" + name + "' takes " + to_string(p->input())
                                        + ", but " + (i == 0 ? std::string("a pipeline starts from bytes")
                                                             : "the op before gives " + std::string(to_string(have))));
-    if (model_name_of(*p) && ++models > 1)
-      return fail(errc::bad_request, at + ": a pipeline has at most one 'model' op");
+    if ((model_name_of(*p) || p->runs_own_model()) && ++models > 1)
+      return fail(errc::bad_request, at + ": a pipeline has at most one op that embeds ('model' or 'faces')");
     have = p->output();
     c.push_back(std::move(p));
   }
@@ -141,6 +144,7 @@ struct compiled_pipeline::impl {
   std::string model;
   pipe::chain before, after; // around the model op (all in `before` without one)
   std::string described;
+  const own_model_info* own = nullptr; // an op's own networks embed (no model op)
 };
 
 compiled_pipeline::compiled_pipeline(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -152,7 +156,7 @@ result<std::shared_ptr<const compiled_pipeline>> compiled_pipeline::compile(cons
   auto ops = jsonx::parse_bounded(def.ops_json, &why);
   if (!ops)
     return fail(errc::bad_request, "'ops': " + why);
-  pipe::limits l{lim.max_pixels, lim.max_frames, lim.max_video_s, lim.temp_dir};
+  pipe::limits l{lim.max_pixels, lim.max_frames, lim.max_video_s, lim.temp_dir, lim.torch_threads};
   auto c = pipe::compile_ops(*ops, l);
   if (!c)
     return c.error();
@@ -167,6 +171,8 @@ result<std::shared_ptr<const compiled_pipeline>> compiled_pipeline::compile(cons
       seen = true;
       continue;
     }
+    if (!p->own)
+      p->own = o->runs_own_model();
     (seen ? p->after : p->before).push_back(o);
   }
   bool frames = false, pooled = false;
@@ -176,9 +182,10 @@ result<std::shared_ptr<const compiled_pipeline>> compiled_pipeline::compile(cons
   }
   if (frames && !pooled)
     return fail(errc::bad_request, "a chain over video frames needs a 'temporal_pool' op after the model");
-  if (seen) {
-    if (c->back()->output() != pipe::kind::embedding)
-      return fail(errc::bad_request, "a pipeline must end with an embedding");
+  const auto last = c->back()->output();
+  if (seen || p->own) {
+    if (last != pipe::kind::embedding && last != pipe::kind::faces)
+      return fail(errc::bad_request, "a pipeline must end with an embedding (or faces)");
   } else {
     return fail(errc::bad_request, "a pipeline needs a 'model' op (which model embeds the data?)");
   }
@@ -192,6 +199,36 @@ const pipeline_def& compiled_pipeline::def() const {
 
 const std::string& compiled_pipeline::model() const {
   return impl_->model;
+}
+
+const own_model_info* compiled_pipeline::own_model() const {
+  return impl_->model.empty() ? impl_->own : nullptr;
+}
+
+result<compiled_pipeline::answer> compiled_pipeline::run_inline(std::string bytes, std::string mime) const {
+  if (!own_model())
+    return fail(errc::internal, "pipeline '" + impl_->def.name + "' has a model op: it runs in stages");
+  pipe::item x;
+  x.bytes = std::move(bytes);
+  x.mime = std::move(mime);
+  try {
+    if (auto r = pipe::run_ops(impl_->before, x); !r)
+      return r.error();
+  } catch (const std::bad_alloc&) {
+    return fail(errc::payload_too_large, "the input does not fit in memory");
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string("the pipeline failed: ") + e.what());
+  }
+  answer a;
+  if (x.embeddings.size() > 1)
+    return fail(errc::internal, "the pipeline gave " + std::to_string(x.embeddings.size()) + " embeddings");
+  if (!x.embeddings.empty())
+    a.embedding = std::move(x.embeddings.front());
+  if (!x.extra.empty())
+    a.extra_json = jsonx::dump(x.extra);
+  if (a.embedding.empty() && a.extra_json.empty())
+    return fail(errc::internal, "the pipeline gave no answer");
+  return a;
 }
 
 std::string compiled_pipeline::describe_json() const {
@@ -364,7 +401,7 @@ std::map<std::string, pipeline_def> node_pipeline_defs(const std::string& data_d
 std::set<std::string> builtin_pipeline_models() {
   std::set<std::string> out;
   for (auto& d : builtin_pipelines())
-    if (auto c = compiled_pipeline::compile(d, pipeline_limits{}); c)
+    if (auto c = compiled_pipeline::compile(d, pipeline_limits{}); c && !(*c)->model().empty())
       out.insert((*c)->model());
   return out;
 }

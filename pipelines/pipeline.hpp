@@ -23,6 +23,17 @@ struct pipeline_limits {
   int64_t max_frames = 256;
   double max_video_s = 3600;
   std::string temp_dir = "/tmp";
+  int torch_threads = 0; // for operators that run networks of their own (faces)
+};
+
+/// What serves a pipeline whose operator runs networks of its own instead of
+/// a repository model (faces: face-api's three networks).
+struct own_model_info {
+  std::string name;    // shown as the pipeline's "model"
+  uint32_t dim = 0;    // of each vector it answers
+  bool ready = false;  // its weights are installed
+  std::string weights; // provenance, e.g. "@vladmandic/face-api@1.7.15"
+  std::string status;  // what serves it, or why it cannot
 };
 
 /// A pipeline's definition, as stored and shown.
@@ -43,6 +54,9 @@ public:
   const pipeline_def& def() const;
   /// The model the chain names ("" for a chain without one).
   const std::string& model() const;
+  /// A chain without a model op embeds with an operator's own networks
+  /// (faces): what serves it. Null for a chain with a model op.
+  const own_model_info* own_model() const;
   /// The operators with every parameter filled in, as a JSON array.
   std::string describe_json() const;
 
@@ -63,6 +77,10 @@ public:
     std::string extra_json;
   };
   result<answer> after_model(state& s, std::vector<std::vector<float>> features) const;
+  /// The whole chain of a pipeline without a model op (own_model() set):
+  /// bytes -> the answer. Its fields are all in extra_json when it answers
+  /// no single vector (faces: {"faces": [...]}, embedding empty).
+  result<answer> run_inline(std::string bytes, std::string mime) const;
 
 private:
   struct impl;

@@ -14,6 +14,7 @@ const char* to_string(kind k) {
     case kind::image: return "image";
     case kind::tensor: return "tensor";
     case kind::embedding: return "embedding";
+    case kind::faces: return "faces";
   }
   return "?";
 }

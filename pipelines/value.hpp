@@ -11,12 +11,13 @@
 #include <opencv2/core.hpp>
 
 #include "common/result.hpp"
+#include "pipelines/pipeline.hpp"
 
 namespace rookery::pipe {
 
 /// The kinds of value an operator takes and gives; a chain is type-checked
 /// once, when its spec is compiled.
-enum class kind { bytes, image, tensor, embedding };
+enum class kind { bytes, image, tensor, embedding, faces };
 const char* to_string(kind k);
 
 /// A decoded picture whose geometry is applied lazily: `resize` sets the
@@ -61,7 +62,9 @@ struct limits {
   int64_t max_frames = 256;         // per video, whatever an op asks for
   double max_video_s = 3600;        // longest clip accepted
   std::string temp_dir = "/tmp";    // where video bytes are spooled for the demuxer
+  int torch_threads = 0;            // intra-op threads of networks an op runs itself (0: as set)
 };
+
 
 class op {
 public:
@@ -73,13 +76,16 @@ public:
   virtual status run(item& x) const = 0;
   /// {"op": name, every parameter with its value}: GET /v1/pipelines/{name}.
   virtual nlohmann::json describe() const = 0;
+  /// Non-null for an operator that embeds with networks of its own: the
+  /// chain then runs whole in the pipeline's stage actors, without a model op.
+  virtual const own_model_info* runs_own_model() const { return nullptr; }
 };
 
 /// Builds one operator from its JSON object ({"op": name, params...});
 /// bad_request naming the operator and the field otherwise.
 using op_factory = result<std::unique_ptr<op>> (*)(const nlohmann::json& spec, const limits& lim);
 
-/// The registry of operators by name (pipelines/registry.cpp lists them).
+/// The registry of operators by name (pipelines/pipeline.cpp lists them).
 op_factory find_op(const std::string& name);
 std::vector<std::string> op_names();
 

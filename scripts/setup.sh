@@ -91,3 +91,19 @@ if [ "$(cat "$BUILTIN/.nsfwjs-stamp" 2>/dev/null)" != "$stamp" ] \
   /usr/bin/python3 "$NSFWJS_DIR/convert_weights.py" "$export_dir" "$BUILTIN" inception_v3 mobilenet_v2
   echo "$stamp" > "$BUILTIN/.nsfwjs-stamp"
 fi
+
+# 3. Faces: @vladmandic/face-api 1.7.15 (MIT), pinned in third_party/face-api/
+# package(-lock).json, installed into its ignored node_modules/ (pure-JS
+# @tensorflow/tfjs: no native add-on); scripts/faces/convert.js dequantizes its
+# TF.js weights into $BUILTIN/faces/ (it rewrites nothing that is up to date).
+FACES_NPM="$ROOT/third_party/face-api"
+if [ -f "$FACES_NPM/package-lock.json" ]; then
+  if [ ! -f "$FACES_NPM/node_modules/.package-lock.json" ] \
+     || [ "$FACES_NPM/package-lock.json" -nt "$FACES_NPM/node_modules/.package-lock.json" ]; then
+    echo "setup: installing @vladmandic/face-api into $FACES_NPM/node_modules"
+    (cd "$FACES_NPM" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  fi
+  FACES_VERSION="$(node -p "require('$FACES_NPM/node_modules/@vladmandic/face-api/package.json').version")"
+  node "$ROOT/scripts/faces/convert.js" "$FACES_NPM/node_modules/@vladmandic/face-api/model" \
+       "$BUILTIN/faces" "$FACES_VERSION"
+fi

@@ -177,15 +177,20 @@ TEST_CASE("pipelines: a video gives a pooled vector and one vector per segment",
   CHECK(j["dim"] == 2048);
   CHECK(j["frames"] >= 4); // one a second of a 4.4 s clip
   CHECK(j["frames"] <= 5);
-  // The segments cover the clip. That the two photos become two segments is
-  // shown with distinct features in tests/unit/pipeline_test.cpp: nsfwjs's
-  // InceptionV3 features share a large common component (unrelated photos
-  // score about 0.99), so through the built-in model this clip stays one
-  // segment at the built-in threshold.
-  REQUIRE(j["segments"].size() >= 1);
-  CHECK(j["segments"][0]["start_s"] == 0.0);
-  CHECK(j["segments"].back()["end_s"].get<double>() == Approx(j["duration_s"].get<double>()).margin(0.3));
-  CHECK(j["segments"][0]["embedding"].size() == 2048);
+  // Two photos, two segments: the cat's first 2 s, then the cup's, whose
+  // vectors differ (features centred on a reference mean, the built-in
+  // video pipeline's `center` op), covering the clip.
+  REQUIRE(j["segments"].size() == 2);
+  const auto& a = j["segments"][0];
+  const auto& b = j["segments"][1];
+  CHECK(a["start_s"] == 0.0);
+  CHECK(a["end_s"].get<double>() == Approx(2.0).margin(1.01));
+  CHECK(b["start_s"] == a["end_s"]);
+  CHECK(b["end_s"].get<double>() == Approx(j["duration_s"].get<double>()).margin(0.3));
+  CHECK(a["embedding"].size() == 2048);
+  CHECK(cosine(a["embedding"], b["embedding"]) < 0.8);
+  auto desc = http("GET", s.url("/v1/pipelines/video"), "", bearer(token)).json();
+  CHECK(desc["ops"][4]["op"] == "center");
   // Truncated and empty videos are the client's error.
   auto bytes = read_file(clip);
   CHECK(http("POST", s.url("/v1/embed?pipeline=video"), bytes.substr(0, bytes.size() / 3), bearer(token)).status == 400);

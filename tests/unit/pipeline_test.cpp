@@ -89,6 +89,20 @@ TEST_CASE("pipeline specs are checked once, with errors naming the op and field"
   CHECK(compile_error(video).find("temporal_pool") != std::string::npos);
   video.push_back({{"op", "temporal_pool"}});
   CHECK(compile_error(video).empty());
+  // center: a shipped reference vector by name, or inline numbers.
+  auto centred = kImageOps;
+  centred.insert(centred.end() - 1, json{{"op", "center"}, {"mean", "no_such_vector"}});
+  CHECK(compile_error(centred).find("no shipped vector 'no_such_vector'") != std::string::npos);
+  centred[centred.size() - 2] = json{{"op", "center"}, {"mean", "nsfwjs_inception_v3_mean"}};
+  CHECK(compile_error(centred).empty());
+  // faces: its own networks embed; no model op, ends with faces.
+  CHECK(compile_error(json::parse(R"([{"op": "decode_image"}, {"op": "faces"}])")).empty());
+  CHECK(compile_error(json::parse(R"([{"op": "decode_image"}, {"op": "faces", "detector": "yolo"}])"))
+          .find("'detector'") != std::string::npos);
+  CHECK(compile_error(json::parse(R"([{"op": "decode_image"}, {"op": "faces", "min_score": 2}])"))
+          .find("'min_score'") != std::string::npos);
+  CHECK(compile_error(json::parse(R"([{"op": "decode_image"}, {"op": "faces"}, {"op": "l2_normalize"}])"))
+          .find("takes embedding, but the op before gives faces") != std::string::npos);
   // Definitions: shape only.
   CHECK_FALSE(parse_pipeline_def(R"({"ops": []})"));
   CHECK_FALSE(parse_pipeline_def(R"({"name": "../up", "ops": []})"));
@@ -100,13 +114,15 @@ TEST_CASE("pipeline specs are checked once, with errors naming the op and field"
 TEST_CASE("built-in pipelines ship as JSON, compile, and describe their operators", "[pipeline]") {
   auto builtins = builtin_pipelines();
   REQUIRE(builtins.size() >= 2);
-  bool image = false, video = false;
+  bool image = false, video = false, faces = false;
   for (auto& d : builtins) {
     auto c = compiled_pipeline::compile(d, pipeline_limits{});
     INFO(d.name << ": " << (c ? "" : c.error().message));
     REQUIRE(c);
     CHECK(d.builtin);
-    CHECK_FALSE((*c)->model().empty());
+    // A repository model embeds, or an operator's own networks (faces).
+    CHECK((*c)->model().empty() == ((*c)->own_model() != nullptr));
+    faces = faces || (d.name == "faces" && (*c)->own_model());
     auto described = json::parse((*c)->describe_json());
     REQUIRE(described.is_array());
     for (auto& o : described)
@@ -116,6 +132,7 @@ TEST_CASE("built-in pipelines ship as JSON, compile, and describe their operator
   }
   CHECK(image);
   CHECK(video);
+  CHECK(faces);
   // Every parameter with its value, defaults filled in.
   auto c = compiled_pipeline::compile(def_of(kImageOps), pipeline_limits{});
   auto d = json::parse((*c)->describe_json());
