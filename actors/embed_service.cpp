@@ -194,10 +194,14 @@ pipeline_info info_of(const pipeline_def& def, const compiled_pipeline* c) {
     info.model = c->model();
     info.ops_json = c->describe_json();
     auto ops = nlohmann::json::parse(info.ops_json, nullptr, false);
-    if (ops.is_array() && !ops.empty() && ops[0].is_object())
-      info.kind = ops[0].value("op", "") == "decode_video" ? "video" : "image";
-    if (auto* own = c->own_model()) { // served by its operator's networks, not the registry
-      info.kind = "faces";
+    if (ops.is_array() && !ops.empty() && ops[0].is_object()) {
+      const auto first = ops[0].value("op", "");
+      info.kind = first == "decode_video" ? "video" : first == "decode_series" ? "timeseries" : "image";
+      for (auto& o : ops)
+        if (o.value("op", "") == "faces")
+          info.kind = "faces";
+    }
+    if (auto* own = c->own_model()) { // served by its operator's own computation, not the registry
       info.model = own->name;
       info.dim = own->dim;
       info.ready = own->ready;

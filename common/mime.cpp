@@ -2,6 +2,8 @@
 
 #include <magic.h>
 
+#include "common/series_text.hpp"
+
 namespace rookery {
 
 namespace {
@@ -28,7 +30,33 @@ std::string sniff_mime(const std::string& bytes) {
   if (c.handle == nullptr || bytes.empty())
     return "application/octet-stream";
   const char* m = magic_buffer(c.handle, bytes.data(), bytes.size());
-  return m != nullptr ? std::string{m} : std::string{"application/octet-stream"};
+  std::string mime = m != nullptr ? std::string{m} : std::string{"application/octet-stream"};
+  return refine_mime(bytes, mime);
+}
+
+std::string refine_mime(const std::string& bytes, const std::string& mime) {
+  // libmagic decides first; these rules only split what it calls text or JSON.
+  const bool text = mime == "text/plain" || mime == "text/csv" || mime == "text/tab-separated-values"
+                    || mime == "application/csv";
+  const size_t start = bytes.find_first_not_of(" \t\r\n");
+  const bool json_like = mime == "application/json"
+                         || (text && start != std::string::npos && (bytes[start] == '[' || bytes[start] == '{'));
+  if (json_like) {
+    const auto kind = json_payload_kind(bytes);
+    if (kind == "series")
+      return "application/vnd.rookery.series+json";
+    if (kind == "text")
+      return "application/vnd.rookery.text+json";
+    return mime;
+  }
+  if (text) {
+    // A numeric table (judged on its first 64 KiB, whole lines) is a series.
+    std::string head = bytes.size() > 65536 ? bytes.substr(0, bytes.rfind('\n', 65536)) : bytes;
+    if (looks_like_numeric_table(head))
+      return "text/csv";
+    return "text/plain";
+  }
+  return mime;
 }
 
 } // namespace rookery

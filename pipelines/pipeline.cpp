@@ -28,6 +28,10 @@ result<std::unique_ptr<op>> make_l2_normalize(const nlohmann::json&, const limit
 result<std::unique_ptr<op>> make_temporal_pool(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_faces(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_center(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_decode_series(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_standardize(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_resample(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_minirocket(const nlohmann::json&, const limits&);
 const std::string* model_name_of(const op& o);
 
 namespace {
@@ -44,7 +48,9 @@ const std::vector<entry>& table() {
     {"to_tensor", make_to_tensor},       {"normalize", make_normalize},
     {"model", make_model},               {"l2_normalize", make_l2_normalize},
     {"temporal_pool", make_temporal_pool}, {"faces", make_faces},
-    {"center", make_center},
+    {"center", make_center},             {"decode_series", make_decode_series},
+    {"standardize", make_standardize},   {"resample", make_resample},
+    {"minirocket", make_minirocket},
   };
   return t;
 }

@@ -15,6 +15,7 @@ const char* to_string(kind k) {
     case kind::tensor: return "tensor";
     case kind::embedding: return "embedding";
     case kind::faces: return "faces";
+    case kind::series: return "series";
   }
   return "?";
 }

@@ -17,7 +17,7 @@ namespace rookery::pipe {
 
 /// The kinds of value an operator takes and gives; a chain is type-checked
 /// once, when its spec is compiled.
-enum class kind { bytes, image, tensor, embedding, faces };
+enum class kind { bytes, image, tensor, embedding, faces, series };
 const char* to_string(kind k);
 
 /// A decoded picture whose geometry is applied lazily: `resize` sets the
@@ -53,6 +53,7 @@ struct item {
   int64_t c = 0, h = 0, w = 0; // tensor shape (CHW), the same for every image
   std::vector<std::vector<float>> tensors;
   std::vector<std::vector<float>> embeddings;
+  std::vector<std::vector<double>> series; // a time series: channels x length
   nlohmann::json extra = nlohmann::json::object(); // answer fields beyond the embedding
 };
 
@@ -63,6 +64,7 @@ struct limits {
   double max_video_s = 3600;        // longest clip accepted
   std::string temp_dir = "/tmp";    // where video bytes are spooled for the demuxer
   int torch_threads = 0;            // intra-op threads of networks an op runs itself (0: as set)
+  int64_t max_series_points = 1'000'000; // per uploaded series, all channels
 };
 
 

@@ -196,3 +196,61 @@ TEST_CASE("pipelines: a video gives a pooled vector and one vector per segment",
   CHECK(http("POST", s.url("/v1/embed?pipeline=video"), bytes.substr(0, bytes.size() / 3), bearer(token)).status == 400);
   CHECK(http("POST", s.url("/v1/pipelines/video/embed"), "", bearer(token)).status == 400);
 }
+
+TEST_CASE("pipelines: a numeric CSV or JSON series gets MiniRocket features from the timeseries pipeline",
+          "[integration][pipelines][timeseries]") {
+  temp_dir dir;
+  server s{dir.path, {}, test_env()};
+  auto token = signup_and_login(s, "ada");
+  auto listing = http("GET", s.url("/v1/pipelines/timeseries"), "", bearer(token));
+  REQUIRE(listing.status == 200);
+  CHECK(listing.json()["kind"] == "timeseries");
+  CHECK(listing.json()["model"] == "minirocket");
+  CHECK(listing.json()["dim"] == 2016);
+  CHECK(listing.json()["ready"] == true);
+  CHECK(listing.json()["ops"][3]["op"] == "minirocket");
+
+  auto wave = [](double period, double level, int n, bool header) {
+    std::string csv = header ? "t,value\n" : "";
+    for (int i = 0; i < n; ++i)
+      csv += (header ? std::to_string(i) + "," : std::string()) + std::to_string(level + std::sin(i * 2 * M_PI / period)) + "\n";
+    return csv;
+  };
+  auto ramp = [](int n) {
+    std::string csv;
+    for (int i = 0; i < n; ++i)
+      csv += std::to_string(0.1 * i + 0.05 * (i % 7)) + "\n";
+    return csv;
+  };
+  auto embed = [&](const std::string& body) {
+    auto r = http("POST", s.url("/v1/embed"), body, bearer(token));
+    INFO(r.body.substr(0, 300));
+    REQUIRE(r.status == 200);
+    return r.json();
+  };
+  auto a = embed(wave(30, 0, 200, true)); // an index column, then the values
+  CHECK(a["pipeline"] == "timeseries");
+  CHECK(a["mime"] == "text/csv");
+  CHECK(a["model"] == "minirocket");
+  CHECK(a["dim"] == 2016);
+  CHECK(a["embedding"].size() == 2016);
+  auto b = embed(wave(28, 5, 150, false)); // another level, length, period: the same shape
+  auto c = embed(ramp(100));
+  CHECK(cosine(a["embedding"], b["embedding"]) > cosine(a["embedding"], c["embedding"]) + 0.3);
+  // Deterministic, and JSON holding the same numbers embeds the same.
+  CHECK(embed(wave(30, 0, 200, true))["embedding"] == a["embedding"]);
+  json values = json::array();
+  for (int i = 0; i < 100; ++i)
+    values.push_back(0.1 * i + 0.05 * (i % 7));
+  auto j = embed(json{{"series", values}}.dump());
+  CHECK(j["mime"] == "application/vnd.rookery.series+json");
+  CHECK(cosine(j["embedding"], c["embedding"]) > 0.99999);
+  // Bad series are the client's error, naming what is wrong.
+  auto two = http("POST", s.url("/v1/embed"), "a,b\n1,5\n3,2\n2,8\n", bearer(token));
+  CHECK(two.status == 400);
+  CHECK(two.body.find("2 numeric columns (a, b)") != std::string::npos);
+  CHECK(http("POST", s.url("/v1/embed?pipeline=timeseries"), "1,2,x\n", bearer(token)).status == 400);
+  CHECK(http("POST", s.url("/v1/embed?pipeline=timeseries"), "[1]", bearer(token)).status == 400);
+  // Prose is not a series (no text pipeline yet: 415).
+  CHECK(http("POST", s.url("/v1/embed"), "It was a dark and stormy night; the rain fell.\n", bearer(token)).status == 415);
+}
