@@ -54,13 +54,15 @@ local spec = '{"trainer": "classifier", "dataset": "fashion-mnist", "model": "sm
              '"hyper": {"epochs": 1, "batch_size": 32, "limit_train": 512, "limit_test": 128}}'
 
 function request()
-  step = step + 1
+  -- A cancel follows its submission without taking a step of the mix (it
+  -- used to take the "list" step, so no listing was ever sent).
   if pending_cancel then
     local id = pending_cancel
     pending_cancel = nil
     last_kind, last_want = "cancel", {[200] = true, [409] = true}
     return wrk.format("DELETE", "/v1/jobs/" .. id, auth())
   end
+  step = step + 1
   local r = step % 10
   if r <= 3 then
     last_kind, last_want = "embed", {[200] = true}
