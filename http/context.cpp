@@ -1,5 +1,7 @@
 #include "http/context.hpp"
 
+#include "http/problem.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
@@ -17,22 +19,7 @@ namespace rookery::http {
 namespace {
 
 std::string reason_of(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
-  }
+  return http_reason(status);
 }
 
 // Accepts a client-sent X-Request-Id when it is short and plain.
@@ -117,12 +104,9 @@ void write_answer(request_ctx& c, int status, const std::string& body,
 
 std::string problem_text(const request_ctx& ctx, errc code, const std::string& detail) {
   int status = http_status(code);
-  json body{{"type", std::string{"urn:rookery:problem:"} + to_string(code)},
-            {"title", reason_of(status)},
-            {"status", status},
-            {"detail", detail},
-            {"instance", std::string{ctx.req->header().path()}},
-            {"request_id", ctx.request_id}};
+  json body = problem_document(status, to_string(code), detail);
+  body["instance"] = std::string{ctx.req->header().path()};
+  body["request_id"] = ctx.request_id;
   return jsonx::dump(body); // paths and details may hold bytes that are not UTF-8
 }
 

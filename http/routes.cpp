@@ -3,6 +3,7 @@
 #include "actors/auth.hpp"
 #include "common/mime.hpp"
 #include "http/context.hpp"
+#include "http/problem.hpp"
 #include "http/multipart.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
@@ -281,10 +282,8 @@ std::optional<std::vector<upload>> uploads_of(const ctx_ptr& ctx, std::string& p
 }
 
 json problem_json(const failure& f) {
-  int status = http_status(f.code);
-  return json{{"type", std::string{"urn:rookery:problem:"} + to_string(f.code)},
-              {"status", status},
-              {"detail", f.code == errc::internal ? "internal error" : without_server_paths(f.message)}};
+  return problem_document(http_status(f.code), to_string(f.code),
+                          f.code == errc::internal ? "internal error" : without_server_paths(f.message));
 }
 
 void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeline) {

@@ -16,6 +16,7 @@
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "http/problem.hpp"
 
 namespace rookery::http::wire {
 
@@ -64,27 +65,11 @@ clock_table& clocks() {
   return t;
 }
 
-std::string reason(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    default: return "Error";
-  }
-}
-
 std::string canned_answer(const pending_t& p) {
-  nlohmann::json body{{"type", "urn:rookery:problem:" + std::string{p.status == 400 ? "bad_request"
-                                                          : p.status == 408 ? "timeout"
-                                                          : p.status == 413 ? "payload_too_large"
-                                                          : "headers_too_large"}},
-                      {"title", reason(p.status)},
-                      {"status", p.status},
-                      {"detail", p.detail}};
-  auto text = jsonx::dump(body);
-  return "HTTP/1.1 " + std::to_string(p.status) + " " + reason(p.status) + "\r\n"
+  const std::string type = p.status == 400 ? "bad_request" : p.status == 408 ? "timeout"
+                           : p.status == 413 ? "payload_too_large" : "headers_too_large";
+  auto text = jsonx::dump(problem_document(p.status, type, p.detail));
+  return "HTTP/1.1 " + std::to_string(p.status) + " " + http_reason(p.status) + "\r\n"
          + "Server: rookery\r\nContent-Type: application/problem+json\r\nConnection: close\r\n"
          + "Content-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text;
 }
