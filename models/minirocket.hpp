@@ -11,6 +11,7 @@
 // computation in NumPy, gives bit-identical convolution outputs and hence the
 // same PPVs. Plain C++: no torch, no OpenCV.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
