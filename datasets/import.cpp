@@ -24,6 +24,7 @@
 
 #include "common/json_limits.hpp"
 #include "datasets/detail.hpp"
+#include "datasets/series.hpp"
 #include "pipelines/image.hpp"
 
 namespace fs = std::filesystem;
@@ -412,6 +413,69 @@ result<dataset_info> import_csv(const std::string& file, const import_options& o
   return d;
 }
 
+// --- UCR / UEA series ----------------------------------------------------------------
+
+result<dataset_info> import_series(const std::string& file, const std::string& format,
+                                   const import_options& opt, const fs::path& dir) {
+  std::error_code ec;
+  auto size = fs::file_size(file, ec);
+  if (ec)
+    return fail(errc::bad_request, "the uploaded file cannot be read");
+  if (size > opt.max_bytes)
+    return fail(errc::payload_too_large, "the series file is larger than max_bytes");
+  std::string text(size, '\0');
+  {
+    std::ifstream in(file, std::ios::binary);
+    in.read(text.data(), static_cast<std::streamsize>(size));
+  }
+  auto f = format == "ts" ? parse_ts(text, opt.max_entries) : parse_ucr_tsv(text, opt.max_entries);
+  if (!f)
+    return f.error();
+  // Classes in a stable order: numerically when every label is a number
+  // (UCR's 1, 2, ..., 10), else as strings.
+  std::vector<std::string> classes(f->labels);
+  std::sort(classes.begin(), classes.end());
+  classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+  bool numeric = std::all_of(classes.begin(), classes.end(), [](const std::string& c) {
+    char* end = nullptr;
+    std::strtod(c.c_str(), &end);
+    return end && *end == '\0';
+  });
+  if (numeric)
+    std::stable_sort(classes.begin(), classes.end(), [](const std::string& a, const std::string& b) {
+      return std::strtod(a.c_str(), nullptr) < std::strtod(b.c_str(), nullptr);
+    });
+  if (classes.size() < 2)
+    return fail(errc::bad_request, "a series classification file needs at least 2 classes, got "
+                                     + std::to_string(classes.size()));
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < classes.size(); ++i)
+    index[classes[i]] = static_cast<int64_t>(i);
+  auto is_test = split_by_class(f->labels, opt.test_fraction);
+  nlohmann::json items = nlohmann::json::array();
+  int64_t n_train = 0;
+  for (int pass = 0; pass < 2; ++pass) // train items first, then test items
+    for (size_t i = 0; i < f->x.size(); ++i)
+      if (is_test[i] == (pass == 1)) {
+        items.push_back({{"y", index[f->labels[i]]}, {"x", f->x[i]}});
+        n_train += pass == 0;
+      }
+  const std::string body = nlohmann::json{{"channels", f->channels}, {"items", items}}.dump();
+  if (auto s = write_file(dir / "series.json", body.data(), body.size()); !s)
+    return s.error();
+  dataset_info d;
+  d.kind = "series_classification";
+  d.format = format;
+  d.classes = classes;
+  d.train_size = n_train;
+  d.test_size = static_cast<int64_t>(f->x.size()) - n_train;
+  d.item_shape = {f->channels, f->max_length};
+  d.status = std::to_string(f->x.size()) + " series of up to " + std::to_string(f->max_length)
+             + " points x " + std::to_string(f->channels) + " channel(s), "
+             + std::to_string(classes.size()) + " classes";
+  return d;
+}
+
 result<dataset_info> import_impl(const dataset_paths& paths, const std::string& file,
                                  const import_options& opt) {
   if (!valid_name(opt.name))
@@ -428,9 +492,10 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
   if (!fs::is_regular_file(file, ec))
     return fail(errc::bad_request, "the uploaded file cannot be read");
 
-  if (!opt.format.empty() && opt.format != "image_folder" && opt.format != "csv")
-    return fail(errc::bad_request,
-                "unknown data set format '" + opt.format + "' (image_folder or csv)");
+  if (!opt.format.empty() && opt.format != "image_folder" && opt.format != "csv"
+      && opt.format != "ucr" && opt.format != "ts")
+    return fail(errc::bad_request, "unknown data set format '" + opt.format
+                                     + "' (image_folder, csv, ucr or ts)");
   if (opt.channels != 0 && opt.channels != 1 && opt.channels != 3)
     return fail(errc::bad_request, "channels must be 1 or 3");
   if (opt.image_size < 0 || opt.image_size > 4096)
@@ -438,8 +503,18 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
   if (!(opt.test_fraction >= 0.0 && opt.test_fraction < 1.0))
     return fail(errc::bad_request, "test_fraction must be in [0, 1)");
   std::string format = opt.format;
-  if (format.empty())
-    format = looks_like_archive(file) ? "image_folder" : "csv";
+  if (format.empty() && looks_like_archive(file))
+    format = "image_folder";
+  if (format.empty()) {
+    std::string head(4096, '\0');
+    std::ifstream in(file, std::ios::binary);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(in.gcount()));
+    auto cut = head.rfind('\n'); // whole lines only
+    format = sniff_series_format(cut == std::string::npos ? head : head.substr(0, cut));
+    if (format.empty())
+      format = "csv";
+  }
 
   fs::create_directories(root, ec);
   if (ec)
@@ -449,7 +524,9 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
   if (ec)
     return fail(errc::internal, "cannot create a temporary directory: " + ec.message());
 
-  auto d = format == "csv" ? import_csv(file, opt, tmp.dir) : import_image_folder(file, opt, tmp.dir);
+  auto d = format == "csv"                   ? import_csv(file, opt, tmp.dir)
+           : format == "ucr" || format == "ts" ? import_series(file, format, opt, tmp.dir)
+                                               : import_image_folder(file, opt, tmp.dir);
   if (!d)
     return d.error();
   d->name = opt.name;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "datasets/detail.hpp"
+#include "datasets/series.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -22,7 +23,7 @@ namespace rookery::data {
 namespace detail {
 
 bool is_builtin_name(const std::string& name) {
-  return name == fashion_mnist_name || name == fortunes_name;
+  return name == fashion_mnist_name || name == fortunes_name || is_builtin_series(name);
 }
 
 bool valid_name(const std::string& name) {
@@ -231,6 +232,8 @@ std::vector<dataset_info> list_datasets(const dataset_paths& paths, uint64_t use
   try {
     out.push_back(fashion_mnist_info(paths));
     out.push_back(fortunes_info(paths));
+    for (auto& d : builtin_series_datasets())
+      out.push_back(std::move(d));
     std::vector<dataset_info> uploads;
     for (const auto& dir : owner_dirs(paths, user_id, is_admin)) {
       std::error_code ec;
@@ -260,6 +263,8 @@ result<dataset_info> find_dataset(const dataset_paths& paths, const std::string&
       return fashion_mnist_info(paths);
     if (name == fortunes_name)
       return fortunes_info(paths);
+    if (is_builtin_series(name))
+      return builtin_series_info(name);
     auto not_found = fail(errc::not_found, "no data set named '" + name + "'");
     if (!valid_name(name))
       return not_found;

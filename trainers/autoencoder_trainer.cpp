@@ -36,7 +36,7 @@ struct AutoencoderTrainer::loss_terms {
 
 result<autoencoder_config> parse_autoencoder_config(const nlohmann::json& hyper) {
   autoencoder_config c;
-  gen::hyper_reader r(hyper);
+  spec_reader r(hyper, "hyper");
   r.choice("variant", c.variant, {"ae", "vae"});
   r.integer("latent_dim", c.latent_dim, 1, 4096);
   r.number("beta", c.beta, 0, 1e6);

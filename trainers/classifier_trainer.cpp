@@ -11,6 +11,7 @@
 #include "models/repository.hpp"
 #include "models/state_dict.hpp"
 #include "models/zoo/zoo.hpp"
+#include "trainers/spec.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -87,6 +88,9 @@ public:
         return s.error();
       pretrained_from_ = installed->name + " v" + std::to_string(installed->version);
     }
+    model_->to(device());
+    mean_ = mean_.to(device());
+    std_ = std_.to(device());
     opt_ = make_optimizer(model_->parameters(), hyper_);
     params_ = model_->parameters();
     return {};
@@ -108,8 +112,8 @@ public:
     auto idx = perm_.slice(0, index * bs, std::min((index + 1) * bs, train_.size()));
     auto x = train_.images.index_select(0, idx).to(torch::kFloat32).div_(255);
     auto y = train_.labels.index_select(0, idx);
-    x = augment(x, epoch, index);
-    x = normalize(x);
+    x = normalize(augment(x, epoch, index).to(device()));
+    y = y.to(device());
     opt_->zero_grad();
     auto logits = model_->forward(x);
     auto loss = torch::nn::functional::cross_entropy(
@@ -134,8 +138,9 @@ public:
     for (int64_t i = 0; i < n; i += bs) {
       if (cancel_requested())
         break;
-      auto x = normalize(test_.images.slice(0, i, std::min(i + bs, n)).to(torch::kFloat32).div_(255));
-      auto y = test_.labels.slice(0, i, std::min(i + bs, n));
+      auto x = normalize(
+        test_.images.slice(0, i, std::min(i + bs, n)).to(device(), torch::kFloat32).div_(255));
+      auto y = test_.labels.slice(0, i, std::min(i + bs, n)).to(device());
       auto logits = model_->forward(x);
       loss += torch::nn::functional::cross_entropy(
                 logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -164,8 +169,9 @@ public:
     if (auto s = save_module_weights(*model_, e.weights_path); !s)
       return s.error();
     e.options_json = zoo::model_options_json(options_);
-    std::vector<double> mean(mean_.data_ptr<float>(), mean_.data_ptr<float>() + channels_);
-    std::vector<double> stdv(std_.data_ptr<float>(), std_.data_ptr<float>() + channels_);
+    auto mean_cpu = mean_.to(torch::kCPU).contiguous(), std_cpu = std_.to(torch::kCPU).contiguous();
+    std::vector<double> mean(mean_cpu.data_ptr<float>(), mean_cpu.data_ptr<float>() + channels_);
+    std::vector<double> stdv(std_cpu.data_ptr<float>(), std_cpu.data_ptr<float>() + channels_);
     e.preprocess_json = json{{"resize", height_}, {"crop", height_}, {"channels", channels_},
                              {"mean", mean}, {"std", stdv}, {"classes", train_.classes}}
                           .dump();
@@ -265,17 +271,16 @@ result<std::unique_ptr<Trainer>> make_classifier_trainer(const json& spec,
   if (!known)
     return fail(errc::bad_request, "model: unknown architecture '" + mc.arch
                                      + "' (small_cnn or any zoo architecture)");
-  const auto& hj = spec.value("hyper", json::object());
-  if (hj.contains("hflip") && !hj["hflip"].is_boolean())
-    return fail(errc::bad_request, "hyper.hflip must be true or false");
-  if (hj.contains("crop_padding")
-      && (!hj["crop_padding"].is_number_integer() || hj["crop_padding"].get<int64_t>() < 0
-          || hj["crop_padding"].get<int64_t>() > 16))
-    return fail(errc::bad_request, "hyper.crop_padding must be an integer 0..16");
-  if (hj.contains("label_smoothing")
-      && (!hj["label_smoothing"].is_number() || hj["label_smoothing"].get<double>() < 0
-          || hj["label_smoothing"].get<double>() >= 1))
-    return fail(errc::bad_request, "hyper.label_smoothing must be in [0, 1)");
+  bool hflip = true;
+  int64_t crop_padding = 2;
+  double label_smoothing = 0;
+  const json hyper = spec.value("hyper", json::object()); // named: the reader keeps a reference
+  spec_reader r(hyper, "hyper");
+  r.boolean("hflip", hflip)
+    .integer("crop_padding", crop_padding, 0, 16)
+    .number("label_smoothing", label_smoothing, 0, 1, false, /*hi_open=*/true);
+  if (auto st = r.done(); !st)
+    return st.error();
   return std::unique_ptr<Trainer>(
     std::make_unique<ClassifierTrainer>(std::move(*h), spec, ds, paths, std::move(mc)));
 }

@@ -109,7 +109,7 @@ torch::Tensor DCGANDiscriminatorImpl::forward(const torch::Tensor& x) {
 
 result<gan_config> parse_gan_config(const nlohmann::json& hyper) {
   gan_config c;
-  gen::hyper_reader r(hyper);
+  spec_reader r(hyper, "hyper");
   r.choice("mode", c.mode, {"dcgan", "wgan-gp"});
   if (auto st = r.done(); !st)
     return st.error();

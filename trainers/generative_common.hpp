@@ -15,33 +15,10 @@
 
 #include "common/result.hpp"
 #include "datasets/registry.hpp"
+#include "trainers/spec.hpp"
 #include "trainers/trainer.hpp"
 
 namespace rookery::train::gen {
-
-/// Reads optional keys of a "hyper" object; the first problem is kept and
-/// later reads leave their defaults alone.
-class hyper_reader {
-public:
-  explicit hyper_reader(const nlohmann::json& hyper);
-  /// An integer in [lo, hi].
-  void integer(const char* key, int64_t& out, int64_t lo, int64_t hi);
-  /// A finite number in [lo, hi] (lo_open: > lo).
-  void number(const char* key, double& out, double lo, double hi, bool lo_open = false);
-  /// One of `allowed`.
-  void choice(const char* key, std::string& out, const std::vector<std::string>& allowed);
-  bool has(const char* key) const;
-  /// ok, or bad_request naming the first bad key.
-  status done() const;
-
-private:
-  const nlohmann::json& h_;
-  std::string error_;
-};
-
-/// The spec's "hyper" object (an empty object when absent); bad_request when
-/// it is not an object.
-result<const nlohmann::json*> hyper_object(const nlohmann::json& spec);
 
 /// bad_request unless `ds` is an available image_classification data set of
 /// 1- or 3-channel images.
@@ -58,7 +35,7 @@ template <class TrainerT, class Parse>
 result<std::unique_ptr<Trainer>> make_image_trainer(const nlohmann::json& spec,
                                                     const data::dataset_info& ds,
                                                     const std::string& name, Parse parse) {
-  auto hyper = hyper_object(spec);
+  auto hyper = spec_object(spec, "hyper");
   if (!hyper)
     return hyper.error();
   auto h = parse_hyper(*hyper.value());

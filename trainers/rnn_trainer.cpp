@@ -1,6 +1,7 @@
 // The RNN trainer: byte-level LSTM/GRU text classification and language
 // modelling with truncated BPTT (see rnn_trainer.hpp).
 #include "trainers/rnn_trainer.hpp"
+#include "trainers/spec.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -27,62 +28,6 @@ const char* const delimiter = "%\n";
 
 failure bad_key(const std::string& key, const std::string& what) {
   return fail(errc::bad_request, "hyper." + key + " " + what);
-}
-
-status read_int(const json& h, const char* key, int64_t& out, int64_t lo, int64_t hi) {
-  if (!h.contains(key))
-    return {};
-  const json& v = h[key];
-  if (!v.is_number_integer())
-    return bad_key(key, "must be an integer");
-  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
-    return bad_key(key, "must be at most " + std::to_string(hi));
-  const auto x = v.get<int64_t>();
-  if (x < lo || x > hi)
-    return bad_key(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                            "], got " + std::to_string(x));
-  out = x;
-  return {};
-}
-
-status read_double(const json& h, const char* key, double& out, double lo, double hi,
-                   bool hi_open) {
-  if (!h.contains(key))
-    return {};
-  const json& v = h[key];
-  if (!v.is_number())
-    return bad_key(key, "must be a number");
-  const auto x = v.get<double>();
-  if (!std::isfinite(x) || x < lo || x > hi || (hi_open && x == hi))
-    return bad_key(key, "must be in [" + json(lo).dump() + ", " + json(hi).dump() +
-                            (hi_open ? ")" : "]") + ", got " + v.dump());
-  out = x;
-  return {};
-}
-
-status read_bool(const json& h, const char* key, bool& out) {
-  if (!h.contains(key))
-    return {};
-  if (!h[key].is_boolean())
-    return bad_key(key, "must be true or false");
-  out = h[key].get<bool>();
-  return {};
-}
-
-status read_choice(const json& h, const char* key, std::string& out,
-                   const std::vector<std::string>& choices) {
-  if (!h.contains(key))
-    return {};
-  std::string all;
-  for (const auto& c : choices)
-    all += (all.empty() ? "" : " | ") + c;
-  if (!h[key].is_string())
-    return bad_key(key, "must be a string (" + all + ")");
-  const auto s = h[key].get<std::string>();
-  if (std::find(choices.begin(), choices.end(), s) == choices.end())
-    return bad_key(key, "unknown value '" + s + "' (expected " + all + ")");
-  out = s;
-  return {};
 }
 
 // Bytes as int64 codes (0..255).
@@ -292,40 +237,22 @@ result<rnn_config> parse_rnn_config(const json& h) {
     return c;
   if (!h.is_object())
     return fail(errc::bad_request, "hyper must be an object");
-  for (auto st : {
-         read_choice(h, "task", c.task, {"lm", "classify"}),
-         read_choice(h, "cell", c.cell, {"lstm", "gru"}),
-         read_int(h, "hidden", c.hidden, 1, 8192),
-         read_int(h, "layers", c.layers, 1, 16),
-         read_int(h, "embed_dim", c.embed_dim, 1, 4096),
-         read_double(h, "dropout", c.dropout, 0, 1, true),
-         read_bool(h, "bidirectional", c.bidirectional),
-         read_int(h, "max_len", c.max_len, 1, 1 << 20),
-         read_int(h, "bptt", c.bptt, 2, 1 << 20),
-         read_int(h, "sample_chars", c.sample_chars, 0, 1 << 20),
-         read_double(h, "sample_temperature", c.sample_temperature, 0, 100, false),
-       }) {
-    if (!st)
-      return st.error();
-  }
-  if (h.contains("sample_prefix")) {
-    if (!h["sample_prefix"].is_string())
-      return bad_key("sample_prefix", "must be a string");
-    c.sample_prefix = h["sample_prefix"].get<std::string>();
-  }
-  if (h.contains("classes")) {
-    const json& v = h["classes"];
-    if (!v.is_array())
-      return bad_key("classes", "must be an array of class names");
-    std::set<std::string> seen;
-    for (const auto& e : v) {
-      if (!e.is_string() || e.get<std::string>().empty())
-        return bad_key("classes", "must hold non-empty strings");
-      if (!seen.insert(e.get<std::string>()).second)
-        return bad_key("classes", "names '" + e.get<std::string>() + "' twice");
-      c.classes.push_back(e.get<std::string>());
-    }
-  }
+  spec_reader r(h, "hyper");
+  r.choice("task", c.task, {"lm", "classify"})
+    .choice("cell", c.cell, {"lstm", "gru"})
+    .integer("hidden", c.hidden, 1, 8192)
+    .integer("layers", c.layers, 1, 16)
+    .integer("embed_dim", c.embed_dim, 1, 4096)
+    .number("dropout", c.dropout, 0, 1, false, /*hi_open=*/true)
+    .boolean("bidirectional", c.bidirectional)
+    .integer("max_len", c.max_len, 1, 1 << 20)
+    .integer("bptt", c.bptt, 2, 1 << 20)
+    .integer("sample_chars", c.sample_chars, 0, 1 << 20)
+    .number("sample_temperature", c.sample_temperature, 0, 100)
+    .string("sample_prefix", c.sample_prefix)
+    .strings("classes", c.classes);
+  if (auto st = r.done(); !st)
+    return st.error();
   if (c.task == "lm" && c.bidirectional)
     return bad_key("bidirectional", "is not possible with task lm (the model would see the "
                                     "bytes it predicts)");
@@ -336,12 +263,10 @@ result<rnn_config> parse_rnn_config(const json& h) {
 
 result<std::unique_ptr<Trainer>> make_rnn_trainer(const json& spec, const data::dataset_info& ds) {
   try {
-    static const json empty = json::object();
-    const json& hj = spec.is_object() && spec.contains("hyper") && !spec["hyper"].is_null()
-                       ? spec["hyper"]
-                       : empty;
-    if (!hj.is_object())
-      return fail(errc::bad_request, "hyper must be an object");
+    auto hyper = spec_object(spec, "hyper");
+    if (!hyper)
+      return hyper.error();
+    const json& hj = **hyper;
     auto cfg = parse_rnn_config(hj);
     if (!cfg)
       return cfg.error();

@@ -46,7 +46,13 @@ json hyper_to_json(const train::hyper_params& h) {
               {"limit_train", h.limit_train},
               {"limit_test", h.limit_test},
               {"log_every", h.log_every},
-              {"max_steps", h.max_steps}};
+              {"max_steps", h.max_steps},
+              {"artifact_every", h.artifact_every},
+              {"lr_find", h.lr_find},
+              {"lr_find_start", h.lr_find_start},
+              {"lr_find_end", h.lr_find_end},
+              {"lr_find_steps", h.lr_find_steps},
+              {"freeze_epochs", h.freeze_epochs}};
 }
 
 json metrics_json(const train::metrics& m) {
@@ -137,9 +143,15 @@ result<std::string> run_train_job(const std::string& spec_json, const train_env&
            {"resumed_from_step", r->resumed_from_step},
            {"metrics", metrics_json(r->final_metrics)},
            {"artifacts", r->artifacts}};
+  if (r->suggested_lr)
+    out["suggested_lr"] = *r->suggested_lr;
+  if (auto extra = json::parse((*t)->result_extra(), nullptr, false); extra.is_object())
+    for (auto& [k, v] : extra.items())
+      out[k] = v;
   if (r->model) {
     auto& m = *r->model;
-    out["model"] = json{{"arch", m.arch},
+    out["model"] = json{{"serves", train::serves_name(m.what)},
+                        {"arch", m.arch},
                         {"weights", fs::relative(m.weights_path, job_dir).string()},
                         {"options", json::parse(m.options_json, nullptr, false)},
                         {"preprocess", json::parse(m.preprocess_json, nullptr, false)},

@@ -2,8 +2,6 @@
 // parsing, LR schedules, gradient clipping, checkpoints, the metric history.
 #include "trainers/trainer.hpp"
 
-#include <limits>
-
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -14,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "trainers/spec.hpp"
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -21,141 +21,50 @@ namespace rookery::train {
 
 // -- hyper-parameters ------------------------------------------------------------
 
-namespace {
-
-/// Reads j[key] into out when present; false (and a message) on a wrong type.
-template <class T>
-bool read_key(const json& j, const char* key, T& out, std::string& err) {
-  auto i = j.find(key);
-  if (i == j.end() || i->is_null())
-    return true;
-  if constexpr (std::is_same_v<T, bool>) {
-    if (!i->is_boolean()) {
-      err = std::string("hyper.") + key + " must be true or false";
-      return false;
-    }
-  } else if constexpr (std::is_same_v<T, std::string>) {
-    if (!i->is_string()) {
-      err = std::string("hyper.") + key + " must be a string";
-      return false;
-    }
-  } else if constexpr (std::is_integral_v<T>) {
-    if (!i->is_number_integer() && !(i->is_number_float() && std::floor(i->get<double>()) == i->get<double>())) {
-      err = std::string("hyper.") + key + " must be an integer";
-      return false;
-    }
-  } else {
-    if (!i->is_number()) {
-      err = std::string("hyper.") + key + " must be a number";
-      return false;
-    }
-  }
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    // Exact integers are taken as they are when T holds them; an integral
-    // float (1e3) only when it is small enough to be exact.
-    constexpr auto lo = std::numeric_limits<T>::min();
-    constexpr auto hi = std::numeric_limits<T>::max();
-    auto out_of_range = [&] {
-      err = std::string("hyper.") + key + " is out of range (" + std::to_string(lo) + " to "
-            + std::to_string(hi) + ")";
-      return false;
-    };
-    if (i->is_number_unsigned()) {
-      auto v = i->get<uint64_t>();
-      if (v > static_cast<uint64_t>(hi))
-        return out_of_range();
-      out = static_cast<T>(v);
-    } else if (i->is_number_integer()) {
-      auto v = i->get<int64_t>();
-      if (v < static_cast<int64_t>(lo) || (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(hi)))
-        return out_of_range();
-      out = static_cast<T>(v);
-    } else {
-      double v = i->get<double>();
-      if (!(std::fabs(v) <= 9007199254740992.0) || v < static_cast<double>(lo)
-          || v > static_cast<double>(hi))
-        return out_of_range();
-      out = static_cast<T>(v);
-    }
-  } else {
-    out = i->get<T>();
-  }
-  return true;
-}
-
-} // namespace
-
 result<hyper_params> parse_hyper(const json& j) {
   hyper_params h;
   if (j.is_null())
     return h;
   if (!j.is_object())
     return fail(errc::bad_request, "'hyper' must be an object");
-  std::string err;
-  bool ok = read_key(j, "epochs", h.epochs, err) && read_key(j, "batch_size", h.batch_size, err)
-            && read_key(j, "lr", h.lr, err) && read_key(j, "optimizer", h.optimizer, err)
-            && read_key(j, "weight_decay", h.weight_decay, err)
-            && read_key(j, "momentum", h.momentum, err) && read_key(j, "schedule", h.schedule, err)
-            && read_key(j, "step_epochs", h.step_epochs, err) && read_key(j, "gamma", h.gamma, err)
-            && read_key(j, "min_lr_factor", h.min_lr_factor, err)
-            && read_key(j, "warmup_frac", h.warmup_frac, err)
-            && read_key(j, "pct_start", h.pct_start, err)
-            && read_key(j, "div_factor", h.div_factor, err)
-            && read_key(j, "final_div_factor", h.final_div_factor, err)
-            && read_key(j, "clip_grad_norm", h.clip_grad_norm, err)
-            && read_key(j, "checkpoint_every", h.checkpoint_every, err)
-            && read_key(j, "keep_checkpoints", h.keep_checkpoints, err)
-            && read_key(j, "early_stopping_patience", h.early_stopping_patience, err)
-            && read_key(j, "monitor", h.monitor, err)
-            && read_key(j, "monitor_mode", h.monitor_mode, err)
-            && read_key(j, "min_delta", h.min_delta, err)
-            && read_key(j, "stop_on_nan", h.stop_on_nan, err) && read_key(j, "seed", h.seed, err)
-            && read_key(j, "limit_train", h.limit_train, err)
-            && read_key(j, "limit_test", h.limit_test, err)
-            && read_key(j, "log_every", h.log_every, err)
-            && read_key(j, "max_steps", h.max_steps, err);
-  if (!ok)
-    return fail(errc::bad_request, err);
-  auto bad = [](const std::string& what) { return fail(errc::bad_request, "hyper." + what); };
-  if (h.epochs < 1 || h.epochs > 10000)
-    return bad("epochs must be 1..10000");
-  if (h.batch_size < 1 || h.batch_size > 65536)
-    return bad("batch_size must be 1..65536");
-  if (!(h.lr > 0) || h.lr > 10)
-    return bad("lr must be in (0, 10]");
-  if (h.optimizer != "adam" && h.optimizer != "adamw" && h.optimizer != "sgd")
-    return bad("optimizer must be adam, adamw or sgd");
-  if (h.weight_decay < 0)
-    return bad("weight_decay must be >= 0");
-  if (h.schedule != "none" && h.schedule != "step" && h.schedule != "cosine"
-      && h.schedule != "onecycle")
-    return bad("schedule must be none, step, cosine or onecycle");
-  if (h.step_epochs < 1)
-    return bad("step_epochs must be >= 1");
-  if (!(h.gamma > 0) || h.gamma > 1)
-    return bad("gamma must be in (0, 1]");
-  if (h.min_lr_factor < 0 || h.min_lr_factor > 1)
-    return bad("min_lr_factor must be in [0, 1]");
-  if (h.warmup_frac < 0 || h.warmup_frac >= 1)
-    return bad("warmup_frac must be in [0, 1)");
-  if (!(h.pct_start > 0) || h.pct_start >= 1)
-    return bad("pct_start must be in (0, 1)");
-  if (!(h.div_factor >= 1) || !(h.final_div_factor >= 1))
-    return bad("div_factor and final_div_factor must be >= 1");
-  if (h.clip_grad_norm < 0)
-    return bad("clip_grad_norm must be >= 0");
-  if (h.checkpoint_every < 0)
-    return bad("checkpoint_every must be >= 0");
-  if (h.keep_checkpoints < 1)
-    return bad("keep_checkpoints must be >= 1");
-  if (h.early_stopping_patience < 0)
-    return bad("early_stopping_patience must be >= 0");
-  if (h.monitor_mode != "min" && h.monitor_mode != "max")
-    return bad("monitor_mode must be min or max");
-  if (h.limit_train < 0 || h.limit_test < 0 || h.max_steps < 0)
-    return bad("limit_train, limit_test and max_steps must be >= 0");
-  if (h.log_every < 1)
-    return bad("log_every must be >= 1");
+  constexpr int64_t big = std::numeric_limits<int64_t>::max();
+  spec_reader r(j, "hyper");
+  r.integer("epochs", h.epochs, 1, 10000)
+    .integer("batch_size", h.batch_size, 1, 65536)
+    .number("lr", h.lr, 0, 10, /*lo_open=*/true)
+    .choice("optimizer", h.optimizer, {"adam", "adamw", "sgd"})
+    .number("weight_decay", h.weight_decay, 0, 1e6)
+    .number("momentum", h.momentum, 0, 1)
+    .choice("schedule", h.schedule, {"none", "step", "cosine", "onecycle"})
+    .integer("step_epochs", h.step_epochs, 1, 10000)
+    .number("gamma", h.gamma, 0, 1, /*lo_open=*/true)
+    .number("min_lr_factor", h.min_lr_factor, 0, 1)
+    .number("warmup_frac", h.warmup_frac, 0, 1, false, /*hi_open=*/true)
+    .number("pct_start", h.pct_start, 0, 1, true, true)
+    .number("div_factor", h.div_factor, 1, 1e12)
+    .number("final_div_factor", h.final_div_factor, 1, 1e12)
+    .number("clip_grad_norm", h.clip_grad_norm, 0, 1e12)
+    .integer("checkpoint_every", h.checkpoint_every, 0, big)
+    .integer("keep_checkpoints", h.keep_checkpoints, 1, 1000)
+    .integer("early_stopping_patience", h.early_stopping_patience, 0, 10000)
+    .string("monitor", h.monitor)
+    .choice("monitor_mode", h.monitor_mode, {"min", "max"})
+    .number("min_delta", h.min_delta, 0, 1e12)
+    .boolean("stop_on_nan", h.stop_on_nan)
+    .integer("seed", h.seed, uint64_t{0}, std::numeric_limits<uint64_t>::max())
+    .integer("limit_train", h.limit_train, 0, big)
+    .integer("limit_test", h.limit_test, 0, big)
+    .integer("log_every", h.log_every, 1, big)
+    .integer("max_steps", h.max_steps, 0, big)
+    .integer("artifact_every", h.artifact_every, 0, big)
+    .boolean("lr_find", h.lr_find)
+    .number("lr_find_start", h.lr_find_start, 0, 10, true)
+    .number("lr_find_end", h.lr_find_end, 0, 100, true)
+    .integer("lr_find_steps", h.lr_find_steps, 5, 100000)
+    .integer("freeze_epochs", h.freeze_epochs, 0, 10000);
+  r.check(h.lr_find_start < h.lr_find_end, "lr_find_end", "must be above lr_find_start");
+  if (auto st = r.done(); !st)
+    return st.error();
   return h;
 }
 
@@ -237,17 +146,6 @@ torch::Tensor Trainer::epoch_permutation(int64_t n, int64_t epoch) const {
 
 namespace {
 
-/// Where the loop stands; saved in every checkpoint.
-struct loop_state {
-  int64_t epoch = 0;      // 0-based epoch to run next / in progress
-  int64_t index = 0;      // next batch of that epoch
-  int64_t step = 0;       // global steps done
-  double elapsed_s = 0;   // training time so far, over all resumes
-  double best = 0;        // early stopping
-  bool has_best = false;
-  int64_t bad_epochs = 0;
-};
-
 torch::Tensor scalar_d(double v) {
   return torch::tensor({v}, torch::kFloat64);
 }
@@ -290,7 +188,7 @@ void save_checkpoint(Trainer& t, const loop_state& ls, const std::string& path) 
 
 void load_checkpoint(Trainer& t, loop_state& ls, const std::string& path) {
   torch::serialize::InputArchive root;
-  root.load_from(path);
+  root.load_from(path, t.device());
   for (auto& [name, m] : t.modules()) {
     torch::serialize::InputArchive sub;
     root.read("module." + name, sub);
@@ -389,31 +287,257 @@ bool finite_metrics(const metrics& m, std::string& bad) {
 
 } // namespace
 
+
+// -- callbacks ----------------------------------------------------------------------
+
+namespace {
+
+class artifacts_cb final : public fit_callback {
+public:
+  void on_step_end(fit_state& s) override {
+    if (s.h.artifact_every > 0 && s.loop.step % s.h.artifact_every == 0)
+      for (auto& a : s.trainer.step_artifacts(s.loop.step, s.art_dir))
+        s.add_artifact("artifacts/" + a);
+  }
+  void on_epoch_end(fit_state& s) override {
+    for (auto& a : s.trainer.epoch_artifacts(s.epoch + 1, s.art_dir))
+      s.add_artifact("artifacts/" + a);
+    std::vector<std::string> curves;
+    draw_curves(s.history, s.art_dir, curves);
+    for (auto& c : curves)
+      s.add_artifact(c);
+  }
+};
+
+/// Tracks the best value of the monitored metric (best.pt needs it even
+/// without patience) and asks for a stop after `patience` epochs without
+/// improvement.
+class early_stopping_cb final : public fit_callback {
+public:
+  void on_epoch_end(fit_state& s) override {
+    auto& ls = s.loop;
+    const auto& h = s.h;
+    s.improved = false;
+    if (auto mv = s.val.find(h.monitor); mv != s.val.end() && std::isfinite(mv->second)) {
+      double v = mv->second;
+      s.improved = !ls.has_best || (h.monitor_mode == "min" ? v < ls.best - h.min_delta
+                                                            : v > ls.best + h.min_delta);
+      if (s.improved) {
+        ls.best = v;
+        ls.has_best = true;
+        ls.bad_epochs = 0;
+      } else {
+        ++ls.bad_epochs;
+      }
+    }
+    if (h.early_stopping_patience > 0 && ls.bad_epochs >= h.early_stopping_patience
+        && s.epoch + 1 < s.epochs)
+      s.stop = "early_stopped";
+  }
+};
+
+class checkpoint_cb final : public fit_callback {
+public:
+  void on_fit_start(fit_state& s) override {
+    last_ = (fs::path(s.ckpt_dir) / "last.pt").string();
+    if (fs::exists(last_)) {
+      load_checkpoint(s.trainer, s.loop, last_);
+      s.summary.resumed = true;
+      s.summary.resumed_from_step = s.loop.step;
+    }
+  }
+  void on_step_end(fit_state& s) override {
+    const auto& ls = s.loop;
+    if (s.h.checkpoint_every > 0 && ls.step % s.h.checkpoint_every == 0
+        && ls.index < s.steps_per_epoch)
+      save(s, ls);
+  }
+  void on_epoch_end(fit_state& s) override {
+    const auto& h = s.h;
+    const fs::path ckpt_dir = s.ckpt_dir;
+    loop_state at_end = s.loop;
+    at_end.epoch = s.epoch + 1;
+    at_end.index = 0;
+    if (s.summary.outcome == "max_steps") { // a run cut short mid-epoch resumes nothing
+      at_end.epoch = s.epoch;
+      at_end.index = s.loop.index;
+    }
+    save(s, at_end);
+    auto epoch_ckpt = ckpt_dir / ("epoch_" + std::to_string(s.epoch + 1) + ".pt");
+    fs::copy_file(last_, epoch_ckpt, fs::copy_options::overwrite_existing);
+    s.add_artifact("checkpoints/" + epoch_ckpt.filename().string());
+    if (s.improved) {
+      fs::copy_file(last_, ckpt_dir / "best.pt", fs::copy_options::overwrite_existing);
+      s.add_artifact("checkpoints/best.pt");
+    }
+    auto old = s.epoch + 1 - h.keep_checkpoints;
+    if (old >= 1) {
+      std::error_code ec;
+      auto name = "checkpoints/epoch_" + std::to_string(old) + ".pt";
+      fs::remove(fs::path(s.ctx.dir) / name, ec);
+      auto& a = s.summary.artifacts;
+      a.erase(std::remove(a.begin(), a.end(), name), a.end());
+    }
+  }
+  void on_fit_end(fit_state& s) override { s.add_artifact("checkpoints/last.pt"); }
+
+private:
+  void save(fit_state& s, loop_state at) {
+    at.elapsed_s = s.elapsed();
+    save_checkpoint(s.trainer, at, last_);
+  }
+  std::string last_;
+};
+
+class freeze_cb final : public fit_callback {
+public:
+  void on_epoch_start(fit_state& s) override { s.trainer.set_frozen(s.epoch < s.h.freeze_epochs); }
+  void on_fit_end(fit_state& s) override { s.trainer.set_frozen(false); }
+};
+
+class lr_finder_cb final : public fit_callback {
+public:
+  void on_fit_start(fit_state& s) override {
+    s.validate = false;
+    s.export_model = false;
+    s.allow_non_finite = true;
+    s.total_steps = s.h.lr_find_steps;
+    s.epochs = (s.h.lr_find_steps + s.steps_per_epoch - 1) / s.steps_per_epoch;
+  }
+  void before_step(fit_state& s) override {
+    const auto& h = s.h;
+    const double n = static_cast<double>(std::max<int64_t>(1, h.lr_find_steps - 1));
+    s.lr = h.lr_find_start
+           * std::pow(h.lr_find_end / h.lr_find_start, static_cast<double>(s.loop.step) / n);
+  }
+  void on_step_end(fit_state& s) override {
+    auto l = s.step_metrics.find("loss");
+    double loss = l == s.step_metrics.end() ? NAN : l->second;
+    if (!std::isfinite(loss)) {
+      s.stop = "lr_find";
+      return;
+    }
+    // fastai's smoothing: an exponential average with bias correction.
+    avg_ = beta * avg_ + (1 - beta) * loss;
+    double smooth = avg_ / (1 - std::pow(beta, static_cast<double>(++n_)));
+    lrs_.push_back(s.lr);
+    losses_.push_back(smooth);
+    best_ = n_ == 1 ? smooth : std::min(best_, smooth);
+    if (smooth > 4 * best_ || s.loop.step >= s.h.lr_find_steps)
+      s.stop = "lr_find";
+  }
+  void on_fit_end(fit_state& s) override {
+    // Suggest the LR where the smoothed loss falls fastest against log(lr),
+    // leaving out the first and last tenth (warm-up noise, divergence).
+    const size_t n = losses_.size();
+    if (n >= 3) {
+      size_t lo = n / 10, hi = n - n / 10;
+      double steepest = 0;
+      size_t at = lo;
+      for (size_t i = std::max<size_t>(lo, 1); i < hi; ++i) {
+        double slope = (losses_[i] - losses_[i - 1]) / (std::log(lrs_[i]) - std::log(lrs_[i - 1]));
+        if (slope < steepest) {
+          steepest = slope;
+          at = i;
+        }
+      }
+      s.summary.suggested_lr = lrs_[at];
+    } else if (n > 0) {
+      s.summary.suggested_lr = lrs_[0];
+    }
+    std::map<std::string, std::vector<std::pair<double, double>>> curve;
+    for (size_t i = 0; i < n; ++i)
+      curve["smoothed loss by log10(lr)"].emplace_back(std::log10(lrs_[i]), losses_[i]);
+    if (n > 0 && save_curves(curve, s.art_dir + "/lr_find.png", "LR range test"))
+      s.add_artifact("artifacts/lr_find.png");
+    json rows = json::array();
+    for (size_t i = 0; i < n; ++i)
+      rows.push_back({{"lr", lrs_[i]}, {"loss", losses_[i]}});
+    std::ofstream(s.art_dir + "/lr_find.json")
+      << json{{"suggested_lr", s.summary.suggested_lr ? json(*s.summary.suggested_lr) : json()},
+              {"points", rows}}
+           .dump();
+    s.add_artifact("artifacts/lr_find.json");
+    s.summary.outcome = "lr_find";
+  }
+
+private:
+  static constexpr double beta = 0.98;
+  double avg_ = 0, best_ = 0;
+  int64_t n_ = 0;
+  std::vector<double> lrs_, losses_;
+};
+
+} // namespace
+
+std::unique_ptr<fit_callback> artifacts_callback() { return std::make_unique<artifacts_cb>(); }
+std::unique_ptr<fit_callback> early_stopping_callback() { return std::make_unique<early_stopping_cb>(); }
+std::unique_ptr<fit_callback> checkpoint_callback() { return std::make_unique<checkpoint_cb>(); }
+std::unique_ptr<fit_callback> freeze_callback() { return std::make_unique<freeze_cb>(); }
+std::unique_ptr<fit_callback> lr_finder_callback() { return std::make_unique<lr_finder_cb>(); }
+
+callback_list default_callbacks(const hyper_params& h) {
+  callback_list out;
+  if (h.lr_find) {
+    out.push_back(lr_finder_callback());
+    return out;
+  }
+  if (h.freeze_epochs > 0)
+    out.push_back(freeze_callback());
+  // Order matters at epoch ends: artifacts, then the monitor (best value),
+  // then the checkpoint that saves it and copies best.pt.
+  out.push_back(artifacts_callback());
+  out.push_back(early_stopping_callback());
+  out.push_back(checkpoint_callback());
+  return out;
+}
+
+const char* serves_name(serves s) {
+  switch (s) {
+  case serves::none: return "none";
+  case serves::image_embedding: return "image_embedding";
+  case serves::series_embedding: return "series_embedding";
+  case serves::text_embedding: return "text_embedding";
+  case serves::classifier: return "classifier";
+  case serves::regressor: return "regressor";
+  }
+  return "none";
+}
+
 // -- fit ----------------------------------------------------------------------------
 
 result<fit_summary> fit(Trainer& t, const run_context& ctx) {
+  return fit(t, ctx, default_callbacks(t.hyper()));
+}
+
+result<fit_summary> fit(Trainer& t, const run_context& ctx, callback_list callbacks) {
   using clock = std::chrono::steady_clock;
   const auto& h = t.hyper();
   fit_summary sum;
   try {
     torch::manual_seed(h.seed);
     t.set_cancel_check(ctx.cancelled);
-    if (auto s = t.setup(); !s)
-      return s.error();
+    t.set_device(ctx.device);
+    if (auto st = t.setup(); !st)
+      return st.error();
     const int64_t spe = t.steps_per_epoch();
     if (spe <= 0)
       return fail(errc::bad_request, "the dataset gives no training batches (too few items for "
                                      "batch_size " + std::to_string(h.batch_size) + "?)");
-    int64_t total = spe * h.epochs;
-    if (h.max_steps > 0)
-      total = std::min(total, h.max_steps);
-
     const fs::path dir = ctx.dir;
-    const auto ckpt_dir = dir / "checkpoints";
     const auto art_dir = dir / "artifacts";
-    const auto last = (ckpt_dir / "last.pt").string();
     const auto history_path = (dir / "metrics.jsonl").string();
     fs::create_directories(art_dir);
+    fs::create_directories(dir / "checkpoints");
+
+    fit_state s{t, ctx, h, sum};
+    s.steps_per_epoch = spe;
+    s.total_steps = spe * h.epochs;
+    if (h.max_steps > 0)
+      s.total_steps = std::min(s.total_steps, h.max_steps);
+    s.epochs = h.epochs;
+    s.art_dir = art_dir.string();
+    s.ckpt_dir = (dir / "checkpoints").string();
 
     // Each optimizer's own base LR, so a schedule scales G and D (say) alike.
     std::map<std::string, std::vector<double>> base_lrs;
@@ -421,74 +545,79 @@ result<fit_summary> fit(Trainer& t, const run_context& ctx) {
       for (auto& g : o->param_groups())
         base_lrs[name].push_back(g.options().get_lr());
 
-    loop_state ls;
-    if (fs::exists(last)) {
-      load_checkpoint(t, ls, last);
-      sum.resumed = true;
-      sum.resumed_from_step = ls.step;
-    }
-    auto history = read_history(history_path, ls);
-    write_history(history_path, history);
-    std::ofstream hist_out(history_path, std::ios::app);
-
-    auto emit_point = [&](metric_point p) {
-      hist_out << point_json(p).dump() << '\n';
-      hist_out.flush();
-      if (ctx.on_metrics)
-        ctx.on_metrics(p);
-      history.push_back(std::move(p));
-    };
     auto add_artifact = [&](const std::string& rel) {
       if (std::find(sum.artifacts.begin(), sum.artifacts.end(), rel) == sum.artifacts.end())
         sum.artifacts.push_back(rel);
       if (ctx.on_artifact)
         ctx.on_artifact(rel);
     };
-
+    s.add_artifact = add_artifact;
     const auto session_start = clock::now();
-    const double elapsed_before = ls.elapsed_s;
-    const int64_t step_before = ls.step;
-    auto elapsed = [&] {
-      return elapsed_before
-             + std::chrono::duration<double>(clock::now() - session_start).count();
+    double elapsed_before = 0;
+    s.elapsed = [&] {
+      return elapsed_before + std::chrono::duration<double>(clock::now() - session_start).count();
     };
-    auto checkpoint = [&](const loop_state& at) {
-      auto s = at;
-      s.elapsed_s = elapsed();
-      save_checkpoint(t, s, last);
+
+    for (auto& cb : callbacks)
+      cb->on_fit_start(s);
+    auto& ls = s.loop;
+    elapsed_before = ls.elapsed_s;
+    const int64_t step_before = ls.step;
+    const int64_t total = s.total_steps;
+
+    s.history = read_history(history_path, ls);
+    write_history(history_path, s.history);
+    std::ofstream hist_out(history_path, std::ios::app);
+    auto emit_point = [&](metric_point p) {
+      hist_out << point_json(p).dump() << '\n';
+      hist_out.flush();
+      if (ctx.on_metrics)
+        ctx.on_metrics(p);
+      s.history.push_back(std::move(p));
+    };
+    // A cancel ends the run where it stands; the last checkpoint resumes it.
+    auto cancelled = [&](int64_t epoch) {
+      if (!(ctx.cancelled && ctx.cancelled()))
+        return false;
+      sum.outcome = "cancelled";
+      sum.steps = ls.step;
+      sum.epochs_run = epoch;
+      return true;
     };
 
     progress prog;
-    prog.epochs = h.epochs;
+    prog.epochs = s.epochs;
     prog.total_steps = total;
     prog.step = ls.step;
     metrics sums;
     int64_t n_summed = 0;
     sum.outcome = "completed";
-    bool stop = ls.step >= total;
+    bool done = ls.step >= total;
 
-    for (int64_t epoch = ls.epoch; epoch < h.epochs && !stop; ++epoch) {
+    for (int64_t epoch = ls.epoch; epoch < s.epochs && !done; ++epoch) {
+      s.epoch = epoch;
+      for (auto& cb : callbacks)
+        cb->on_epoch_start(s);
       t.train_mode();
       prog.epoch = epoch + 1;
       for (int64_t i = ls.index; i < spe; ++i) {
-        if (ctx.cancelled && ctx.cancelled()) {
-          sum.outcome = "cancelled";
-          sum.steps = ls.step;
-          sum.epochs_run = epoch;
+        if (cancelled(epoch))
           return sum;
-        }
-        double lr = scheduled_lr(h, ls.step, total, spe);
-        double factor = lr / h.lr;
+        s.lr = scheduled_lr(h, ls.step, total, spe);
+        for (auto& cb : callbacks)
+          cb->before_step(s);
+        const double factor = s.lr / h.lr;
         for (auto& [name, o] : t.optimizers()) {
           auto& groups = o->param_groups();
           for (size_t g = 0; g < groups.size(); ++g)
             groups[g].options().set_lr(base_lrs[name][g] * factor);
         }
-        auto m = t.train_step(epoch, i);
+        s.step_metrics = t.train_step(epoch, i);
+        const auto& m = s.step_metrics;
         ++ls.step;
         ls.index = i + 1;
         std::string bad;
-        if (h.stop_on_nan && !finite_metrics(m, bad))
+        if (h.stop_on_nan && !s.allow_non_finite && !finite_metrics(m, bad))
           return fail(errc::unprocessable, "training diverged: '" + bad + "' is not finite at step "
                                              + std::to_string(ls.step)
                                              + " (try a lower lr or clip_grad_norm)");
@@ -497,11 +626,10 @@ result<fit_summary> fit(Trainer& t, const run_context& ctx) {
           prog.latest[k] = v;
         }
         ++n_summed;
-        prog.lr = lr;
+        prog.lr = s.lr;
         prog.step = ls.step;
-        prog.elapsed_s = elapsed();
-        auto done_now = ls.step - step_before;
-        if (done_now > 0) {
+        prog.elapsed_s = s.elapsed();
+        if (auto done_now = ls.step - step_before; done_now > 0) {
           double per_step = std::chrono::duration<double>(clock::now() - session_start).count()
                             / static_cast<double>(done_now);
           prog.eta_s = per_step * static_cast<double>(total - ls.step);
@@ -516,110 +644,68 @@ result<fit_summary> fit(Trainer& t, const run_context& ctx) {
           p.phase = "train";
           for (auto& [k, v] : sums)
             p.values[k] = v / static_cast<double>(n_summed);
-          p.values["lr"] = lr;
+          p.values["lr"] = s.lr;
           sums.clear();
           n_summed = 0;
           emit_point(std::move(p));
         }
-        if (h.checkpoint_every > 0 && ls.step % h.checkpoint_every == 0 && i + 1 < spe)
-          checkpoint(ls);
+        for (auto& cb : callbacks)
+          cb->on_step_end(s);
         if (ls.step >= total) {
-          stop = true;
-          if (h.max_steps > 0 && ls.step >= h.max_steps && ls.step < spe * h.epochs)
+          done = true;
+          if (h.max_steps > 0 && ls.step >= h.max_steps && ls.step < spe * h.epochs && !h.lr_find)
             sum.outcome = "max_steps";
           break;
         }
-      }
-      // End of the epoch (or of the run): validate, artifacts, checkpoint.
-      if (ctx.cancelled && ctx.cancelled()) {
-        sum.outcome = "cancelled";
-        sum.steps = ls.step;
-        sum.epochs_run = epoch;
-        return sum;
-      }
-      metrics val;
-      {
-        torch::NoGradGuard no_grad;
-        val = t.validate();
-      }
-      t.train_mode();
-      if (ctx.cancelled && ctx.cancelled()) { // validation may have been cut short
-        sum.outcome = "cancelled";
-        sum.steps = ls.step;
-        sum.epochs_run = epoch;
-        return sum;
-      }
-      metric_point vp;
-      vp.step = ls.step;
-      vp.epoch = epoch + 1;
-      vp.time_s = elapsed();
-      vp.phase = "val";
-      vp.values = val;
-      for (auto& [k, v] : val)
-        prog.latest[k] = v;
-      prog.elapsed_s = vp.time_s;
-      if (ctx.on_progress) // the latest values now include validation's
-        ctx.on_progress(prog);
-      emit_point(vp);
-      for (auto& a : t.epoch_artifacts(epoch + 1, art_dir.string()))
-        add_artifact("artifacts/" + a);
-      std::vector<std::string> curves;
-      draw_curves(history, art_dir.string(), curves);
-      for (auto& c : curves)
-        add_artifact(c);
-      sum.epochs_run = epoch + 1;
-
-      // Early stopping on the monitored metric.
-      bool improved = false;
-      if (auto mv = val.find(h.monitor); mv != val.end() && std::isfinite(mv->second)) {
-        double v = mv->second;
-        improved = !ls.has_best || (h.monitor_mode == "min" ? v < ls.best - h.min_delta
-                                                            : v > ls.best + h.min_delta);
-        if (improved) {
-          ls.best = v;
-          ls.has_best = true;
-          ls.bad_epochs = 0;
-        } else {
-          ++ls.bad_epochs;
+        if (!s.stop.empty()) {
+          done = true;
+          break;
         }
       }
-      loop_state at_end = ls;
-      at_end.epoch = epoch + 1;
-      at_end.index = 0;
-      if (stop && sum.outcome == "max_steps") {
-        at_end.epoch = epoch; // a run cut short mid-epoch resumes nothing
-        at_end.index = ls.index;
+      // End of the epoch (or of the run): validate, then the callbacks.
+      if (cancelled(epoch))
+        return sum;
+      s.val.clear();
+      if (s.validate) {
+        {
+          torch::NoGradGuard no_grad;
+          s.val = t.validate();
+        }
+        t.train_mode();
+        if (cancelled(epoch)) // validation may have been cut short
+          return sum;
+        metric_point vp;
+        vp.step = ls.step;
+        vp.epoch = epoch + 1;
+        vp.time_s = s.elapsed();
+        vp.phase = "val";
+        vp.values = s.val;
+        for (auto& [k, v] : s.val)
+          prog.latest[k] = v;
+        prog.elapsed_s = vp.time_s;
+        if (ctx.on_progress) // the latest values now include validation's
+          ctx.on_progress(prog);
+        emit_point(vp);
       }
-      checkpoint(at_end);
-      auto epoch_ckpt = ckpt_dir / ("epoch_" + std::to_string(epoch + 1) + ".pt");
-      fs::copy_file(last, epoch_ckpt, fs::copy_options::overwrite_existing);
-      add_artifact("checkpoints/" + epoch_ckpt.filename().string());
-      if (improved) {
-        fs::copy_file(last, ckpt_dir / "best.pt", fs::copy_options::overwrite_existing);
-        add_artifact("checkpoints/best.pt");
-      }
-      auto old = epoch + 1 - h.keep_checkpoints;
-      if (old >= 1) {
-        std::error_code ec;
-        fs::remove(ckpt_dir / ("epoch_" + std::to_string(old) + ".pt"), ec);
-        sum.artifacts.erase(std::remove(sum.artifacts.begin(), sum.artifacts.end(),
-                                        "checkpoints/epoch_" + std::to_string(old) + ".pt"),
-                            sum.artifacts.end());
-      }
-      ls = at_end;
+      sum.epochs_run = epoch + 1;
+      for (auto& cb : callbacks)
+        cb->on_epoch_end(s);
       ls.epoch = epoch + 1;
       ls.index = 0;
-      if (h.early_stopping_patience > 0 && ls.bad_epochs >= h.early_stopping_patience
-          && epoch + 1 < h.epochs) {
-        sum.outcome = "early_stopped";
+      if (!s.stop.empty()) {
+        if (s.stop != "lr_find")
+          sum.outcome = s.stop;
         break;
       }
     }
-    add_artifact("checkpoints/last.pt");
+    for (auto& cb : callbacks)
+      cb->on_fit_end(s);
     add_artifact("metrics.jsonl");
     sum.steps = ls.step;
     sum.final_metrics = prog.latest;
     sum.best_monitor = ls.best;
+    if (!s.export_model)
+      return sum;
     auto model_dir = dir / "model";
     fs::create_directories(model_dir);
     auto exported = t.export_model(model_dir.string());

@@ -65,6 +65,17 @@ struct hyper_params {
   int64_t limit_test = 0;
   int64_t log_every = 10;  // steps between metric points in the history
   int64_t max_steps = 0;   // > 0: stop after this many global steps (total)
+  int64_t artifact_every = 0; // > 0: the trainer's step artifacts every N global steps
+  // Smith's LR range test instead of training: the LR rises exponentially
+  // from lr_find_start to lr_find_end over lr_find_steps steps (or until the
+  // loss diverges); the run's result is {"suggested_lr"} and lr_find.png.
+  bool lr_find = false;
+  double lr_find_start = 1e-7;
+  double lr_find_end = 10;
+  int64_t lr_find_steps = 100;
+  // fine_tune: the first freeze_epochs epochs train only what the trainer
+  // calls its head (Trainer::set_frozen), then everything.
+  int64_t freeze_epochs = 0;
 };
 
 /// Parses and checks hyper_params from JSON (absent keys keep defaults);
@@ -80,13 +91,27 @@ double scheduled_lr(const hyper_params& h, int64_t step, int64_t total, int64_t 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<torch::Tensor> params,
                                                         const hyper_params& h, double lr = 0);
 
+/// What an exported model serves, so registration knows what to build.
+enum class serves {
+  none,             // nothing to serve (a GAN's generator: kept as an artifact)
+  image_embedding,  // a zoo model behind the image pipeline (model repository)
+  series_embedding, // a time-series encoder behind a series pipeline
+  text_embedding,   // a text encoder behind a text pipeline
+  classifier,       // class probabilities (beside the embedding)
+  regressor,        // continuous targets
+};
+/// "none", "image_embedding", "series_embedding", ...
+const char* serves_name(serves s);
+
 /// What a finished run leaves for serving: a model that can be registered in
 /// the model repository and back an embedding pipeline.
 struct exported_model {
+  serves what = serves::image_embedding;
   std::string arch;            // zoo architecture name (models/zoo), e.g. "small_cnn"
   std::string weights_path;    // a state_dict with torchvision-style names
   std::string options_json;    // zoo::model_options as JSON
-  std::string preprocess_json; // image preprocessing for the pipeline: {"size","channels","mean","std"}
+  std::string preprocess_json; // image models: {"resize","crop","channels","mean","std"};
+                               // series/text: the input block's encoding (blocks.hpp)
   uint32_t dim = 0;            // embedding dimension
 };
 
@@ -121,7 +146,22 @@ public:
   /// trainer has nothing servable (the run still succeeds).
   virtual result<exported_model> export_model(const std::string& dir) = 0;
 
+  /// fine_tune (hyper.freeze_epochs): true trains only the head. Trainers
+  /// without a pretrained body ignore it (the default).
+  virtual void set_frozen(bool frozen) {}
+  /// Artifacts every hyper.artifact_every steps (files in `dir`, names returned).
+  virtual std::vector<std::string> step_artifacts(int64_t step, const std::string& dir) {
+    return {};
+  }
+  /// Keys the run's result JSON carries beyond the loop's own (a JSON
+  /// object as text; "" for none), e.g. a baseline's scores.
+  virtual std::string result_extra() const { return {}; }
+
   const hyper_params& hyper() const { return hyper_; }
+  /// Where tensors live: fit() sets it from the run context before setup();
+  /// trainers put their modules and every batch there.
+  const torch::Device& device() const { return device_; }
+  void set_device(torch::Device d) { device_ = d; }
   /// fit() installs the run's cancellation check; long loops (validation)
   /// poll cancel_requested() so a cancel ends the run within a second.
   void set_cancel_check(std::function<bool()> f) { cancel_check_ = std::move(f); }
@@ -140,6 +180,7 @@ protected:
   const nlohmann::json& spec() const;
 
   hyper_params hyper_;
+  torch::Device device_{torch::kCPU};
 
 private:
   std::shared_ptr<nlohmann::json> spec_;
@@ -166,6 +207,7 @@ struct progress {
 /// The outside world of a run.
 struct run_context {
   std::string dir;                          // job directory: checkpoints/, artifacts/
+  torch::Device device{torch::kCPU};        // where the trainer computes
   std::function<bool()> cancelled;          // polled before every step
   std::function<void(const progress&)> on_progress;     // after every step
   std::function<void(const metric_point&)> on_metrics; // each history point
@@ -173,7 +215,7 @@ struct run_context {
 };
 
 struct fit_summary {
-  std::string outcome;     // "completed" | "early_stopped" | "cancelled" | "max_steps"
+  std::string outcome;     // "completed" | "early_stopped" | "cancelled" | "max_steps" | "lr_find"
   int64_t epochs_run = 0;  // completed epochs
   int64_t steps = 0;       // global steps done
   bool resumed = false;    // started from a checkpoint
@@ -182,17 +224,93 @@ struct fit_summary {
   double best_monitor = 0;
   std::vector<std::string> artifacts; // relative to dir
   std::optional<exported_model> model;
+  std::optional<double> suggested_lr; // the LR range test's answer (hyper.lr_find)
 };
+
+/// Where the loop stands; saved in every checkpoint.
+struct loop_state {
+  int64_t epoch = 0;      // 0-based epoch to run next / in progress
+  int64_t index = 0;      // next batch of that epoch
+  int64_t step = 0;       // global steps done
+  double elapsed_s = 0;   // training time so far, over all resumes
+  double best = 0;        // early stopping
+  bool has_best = false;
+  int64_t bad_epochs = 0;
+};
+
+/// What fit() shares with its callbacks while it runs.
+struct fit_state {
+  Trainer& trainer;
+  const run_context& ctx;
+  const hyper_params& h;
+  fit_summary& summary;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  loop_state loop;              // where the run stands (checkpoints save it)
+  int64_t epoch = 0;            // 0-based epoch in progress
+  double lr = 0;                // this step's LR (before_step may change it)
+  metrics step_metrics;         // the last train_step's values
+  metrics val;                  // the last validation's values (epoch end)
+  bool validate = true;         // validate at epoch ends
+  bool export_model = true;     // export the model at the end
+  bool allow_non_finite = false; // a callback judges divergence itself (LR finder)
+  bool improved = false;        // this epoch improved the monitored metric
+  std::string stop;             // set: end the run after this step or epoch, with this outcome
+  int64_t epochs = 0;           // epochs to run (h.epochs; the LR finder runs as many as it needs)
+  std::vector<metric_point> history; // the metric history so far (over resumes)
+  std::string art_dir, ckpt_dir;
+  std::function<void(const std::string&)> add_artifact; // path relative to ctx.dir
+  std::function<double()> elapsed;                       // training seconds, over resumes
+};
+
+/// A piece of fit()'s behaviour that a run can have or not: hooks in the
+/// order fit() calls them. Callbacks run in list order at every hook.
+class fit_callback {
+public:
+  virtual ~fit_callback() = default;
+  /// After setup, before the first step (checkpoint: resume).
+  virtual void on_fit_start(fit_state&) {}
+  virtual void on_epoch_start(fit_state&) {}
+  /// Before the LR is applied (the LR finder sets s.lr).
+  virtual void before_step(fit_state&) {}
+  /// After a step was taken and recorded (s.loop.step counts it).
+  virtual void on_step_end(fit_state&) {}
+  /// After validation (s.val) and the validation point.
+  virtual void on_epoch_end(fit_state&) {}
+  /// After the loop, before the model is exported (not when cancelled).
+  virtual void on_fit_end(fit_state&) {}
+};
+using callback_list = std::vector<std::unique_ptr<fit_callback>>;
+
+/// Epoch artifacts and loss curves at epoch ends, step artifacts every
+/// hyper.artifact_every steps.
+std::unique_ptr<fit_callback> artifacts_callback();
+/// hyper.early_stopping_patience on hyper.monitor (min | max, min_delta).
+std::unique_ptr<fit_callback> early_stopping_callback();
+/// Resume from checkpoints/last.pt; checkpoints every hyper.checkpoint_every
+/// steps and at each epoch end (epoch_N.pt, best.pt, keep_checkpoints).
+std::unique_ptr<fit_callback> checkpoint_callback();
+/// fine_tune: head only for hyper.freeze_epochs epochs, then everything.
+std::unique_ptr<fit_callback> freeze_callback();
+/// Smith's LR range test (hyper.lr_find_*): exponential LR sweep, smoothed
+/// loss, stop on divergence; artifacts/lr_find.png and summary.suggested_lr
+/// (the LR of the steepest descent of the smoothed loss). No validation,
+/// checkpoints or export.
+std::unique_ptr<fit_callback> lr_finder_callback();
+/// What a job's hyper-parameters ask for: the LR finder alone with
+/// hyper.lr_find, else freeze (when freeze_epochs > 0), artifacts, early
+/// stopping and checkpoints.
+callback_list default_callbacks(const hyper_params& h);
 
 /// Runs `t` to the end (or resumes it from <dir>/checkpoints/last.pt):
 /// setup, then per epoch: train steps (LR schedule, NaN stop, progress,
-/// history every log_every steps, checkpoint every checkpoint_every steps),
-/// validate, epoch artifacts, loss curves (artifacts/curves.png), checkpoint,
-/// early stopping. At the end the model is exported to <dir>/model/.
+/// history every log_every steps), validate, then the callbacks
+/// (default_callbacks: artifacts, loss curves, early stopping, checkpoints).
+/// At the end the model is exported to <dir>/model/.
 /// History goes to <dir>/metrics.jsonl (trimmed to the checkpoint on resume).
 /// Errors: setup's errors; unprocessable "loss is NaN at step N" (stop_on_nan);
 /// internal (torch errors, I/O). Cancellation is not an error (outcome).
 result<fit_summary> fit(Trainer& t, const run_context& ctx);
+result<fit_summary> fit(Trainer& t, const run_context& ctx, callback_list callbacks);
 
 /// Writes a grid of images (N x C x H x W float in [0,1], C 1 or 3) as PNG
 /// with `cols` columns and a 2-pixel gap. false on I/O failure.
@@ -202,6 +320,23 @@ bool save_image_grid(const torch::Tensor& images, const std::string& path, int64
 /// legend into a PNG. false on I/O failure.
 bool save_curves(const std::map<std::string, std::vector<std::pair<double, double>>>& series,
                  const std::string& path, const std::string& title);
+
+/// One kind of trainer, as the table in trainers/factory.cpp lists it.
+/// `make` reads the spec (spec_reader: the common hyper-parameters and the
+/// kind's own keys), checks the data set against what the kind needs and
+/// builds the trainer; it loads nothing (setup() does), so validating a job
+/// spec and starting it share one path.
+struct trainer_kind {
+  std::string name;
+  std::string needs; // the data set kinds it trains on, for messages
+  std::function<result<std::unique_ptr<Trainer>>(const nlohmann::json& spec,
+                                                 const data::dataset_info& ds,
+                                                 const data::dataset_paths& paths)>
+    make;
+};
+
+/// Every trainer kind, in the order GET /v1/trainers lists them.
+const std::vector<trainer_kind>& trainer_kinds();
 
 /// Names of the trainers make_trainer() knows, comma-separated.
 std::string known_trainers();
