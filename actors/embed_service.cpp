@@ -15,6 +15,7 @@
 #include "messages/registration.hpp"
 #include "models/repository.hpp"
 #include "pipelines/pipeline.hpp"
+#include "pipelines/series_model.hpp"
 
 namespace fs = std::filesystem;
 
@@ -448,6 +449,8 @@ service_impl(service_ptr self, std::map<std::string, pipeline_entry> pipelines, 
 result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
                                                 std::vector<caf::actor>& spawned,
                                                 model_registry_actor registry) {
+  // Series models that time-series jobs registered (series_model operator).
+  pipe::set_series_models_dir((fs::path(cfg.data) / "series-models").string());
   // Every definition: built-ins, then the configuration's model pipelines,
   // then what admins added at run time (stored under <data>/pipelines).
   auto defs = node_pipeline_defs(cfg.data, cfg.pipelines);

@@ -176,6 +176,55 @@ caf::behavior trainer_actor(caf::event_based_actor* self, std::string id, std::s
 using meta_fn = std::function<void(model_meta&)>;
 using error_fn = std::function<void(const caf::error&)>;
 
+/// A time-series job's model: its export directory copied to
+/// <data>/series-models/<name>/ (whole, then renamed into place), and a
+/// pipeline of the same name that reads uploaded series with it.
+void register_series_model(self_ptr self, const job_record& j, const std::string& name,
+                           const json& m, meta_fn ok, error_fn err) {
+  auto& st = self->state;
+  const fs::path root = fs::path(st.settings.data_dir) / "series-models";
+  const fs::path src = job_dir(st, j.id) / "model";
+  const fs::path dst = root / name;
+  std::error_code ec;
+  if (fs::exists(dst, ec))
+    return err(to_error(errc::conflict, "a series model named '" + name + "' is registered already"));
+  fs::create_directories(root, ec);
+  const fs::path tmp = root / (".staging-" + name + "-" + j.id);
+  fs::remove_all(tmp, ec);
+  fs::copy(src, tmp, fs::copy_options::recursive, ec);
+  if (!ec)
+    fs::rename(tmp, dst, ec);
+  if (ec) {
+    fs::remove_all(tmp, ec);
+    return err(to_error(errc::internal, "cannot store the series model"));
+  }
+  model_meta meta;
+  meta.name = name;
+  meta.version = 1;
+  meta.arch = m.value("arch", "");
+  meta.format = "series_model";
+  meta.dim = m.value("dim", uint32_t{0});
+  meta.pretrained = true;
+  meta.weights = "trained by job " + j.id;
+  pipeline_spec_msg spec;
+  spec.name = name;
+  spec.ops_json = json::array({{{"op", "decode_series"}}, {{"op", "series_model"}, {"name", name}},
+                               {{"op", "l2_normalize"}}})
+                    .dump();
+  self->request(st.embed, kImportTimeout, caf::put_atom::value, spec)
+    .then(
+      [=](pipeline_info& p) mutable {
+        log::info("job {}: series model registered as {}", j.id, name);
+        meta.ready = true;
+        meta.status = "serving as embedding pipeline '" + p.name + "' (dim " + std::to_string(p.dim) + ")";
+        ok(meta);
+      },
+      [=](caf::error& e) mutable {
+        meta.status = "registered; not served as a pipeline: " + to_failure(e).message;
+        ok(meta);
+      });
+}
+
 /// Registers a succeeded training job's model and serves it as a pipeline.
 void register_model(self_ptr self, const job_record& j, const std::string& name, meta_fn ok,
                     error_fn err) {
@@ -199,6 +248,8 @@ void register_model(self_ptr self, const job_record& j, const std::string& name,
                                                    "(GAN generators and language models are "
                                                    "artifacts, not embedding models)"));
   const auto& m = res["model"];
+  if (m.value("serves", "") == "series_embedding")
+    return register_series_model(self, j, name, m, std::move(ok), std::move(err));
   model_import req;
   req.name = name;
   req.arch = m.value("arch", "");

@@ -290,6 +290,28 @@ int train_cmd(common_flags& flags, const std::string& spec_file, const std::stri
   return 0;
 }
 
+/// `rookery datasets import FILE --name N`: what POST /v1/datasets does, into
+/// the data directory (owner 0: the local user `rookery train` runs as).
+int dataset_import_cmd(common_flags& flags, const std::string& file, const std::string& name,
+                       const std::string& format, double test_fraction) {
+  auto cfg = flags.load();
+  if (!cfg) {
+    std::cerr << "rookery: " << cfg.error().message << "\n";
+    return 2;
+  }
+  data::import_options opt;
+  opt.name = name;
+  opt.format = format;
+  opt.test_fraction = test_fraction;
+  auto d = data::import_dataset(dataset_paths_of(*cfg), file, opt);
+  if (!d) {
+    std::cerr << "rookery: " << d.error().message << "\n";
+    return 1;
+  }
+  std::cout << d->name << ": " << d->kind << " (" << d->format << "), " << d->status << std::endl;
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -355,6 +377,20 @@ int main(int argc, char** argv) {
   trn->add_option("--threads", train_threads, "intra-op threads (default: cores)");
   trn->add_flag("--quiet", train_quiet, "print only the result");
 
+  auto* datasets = app.add_subcommand("datasets", "data set registry");
+  datasets->require_subcommand(1);
+  common_flags ds_flags;
+  std::string ds_file, ds_name, ds_format;
+  double ds_test_fraction = 0.2;
+  auto* ds_imp = datasets->add_subcommand("import", "import a data set file (as POST /v1/datasets)");
+  ds_flags.add(ds_imp, false);
+  ds_imp->add_option("file", ds_file, "archive of class folders, CSV, UCR .tsv or UEA .ts")
+    ->required()
+    ->check(CLI::ExistingFile);
+  ds_imp->add_option("--name", ds_name, "data set name")->required();
+  ds_imp->add_option("--format", ds_format, "image_folder | csv | ucr | ts (default: sniffed)");
+  ds_imp->add_option("--test-fraction", ds_test_fraction, "held-out share per class (0.2)");
+
   app.add_subcommand("version", "print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -371,6 +407,8 @@ int main(int argc, char** argv) {
     return embed_cmd(embed_flags, embed_file, embed_pipeline);
   if (trn->parsed())
     return train_cmd(train_flags, train_spec, train_out, train_threads, train_quiet);
+  if (ds_imp->parsed())
+    return dataset_import_cmd(ds_flags, ds_file, ds_name, ds_format, ds_test_fraction);
   if (imp->parsed())
     return import_cmd(model_flags, arch, weights, name, format, options, preprocess);
   std::cout << "rookery 0.1.0" << std::endl;

@@ -32,6 +32,7 @@ result<std::unique_ptr<op>> make_decode_series(const nlohmann::json&, const limi
 result<std::unique_ptr<op>> make_standardize(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_resample(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_minirocket(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_series_model(const nlohmann::json&, const limits&);
 const std::string* model_name_of(const op& o);
 
 namespace {
@@ -50,7 +51,7 @@ const std::vector<entry>& table() {
     {"temporal_pool", make_temporal_pool}, {"faces", make_faces},
     {"center", make_center},             {"decode_series", make_decode_series},
     {"standardize", make_standardize},   {"resample", make_resample},
-    {"minirocket", make_minirocket},
+    {"minirocket", make_minirocket}, {"series_model", make_series_model},
   };
   return t;
 }

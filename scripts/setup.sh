@@ -36,8 +36,10 @@ PACKAGES=(
   # real data sets that Debian ships (training and its tests)
   dataset-fashion-mnist # Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist
   fortunes              # categorised text corpus under /usr/share/games/fortunes
+  python3-statsmodels   # real time series as CSV (sunspots, co2, nile, elnino, macrodata, ...)
   # test and benchmark tools
   curl wrk
+  jq                    # JSON on the command line: the README's and tutorials' curl sessions
   ffmpeg                # makes the test videos (OpenCV's FFmpeg backend decodes them)
   # the built-in weights' conversion and the parity test: node and npm, unless
   # already there (NodeSource's nodejs bundles npm), are added below
