@@ -105,12 +105,13 @@ json build() {
                                  {{"description", "The job"},
                                   {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Job"}}}}}}}});
   p["/v1/jobs/{id}"]["delete"] = op("Cancel a job", {401, 404, 409});
-  p["/v1/jobs"]["post"] = op("Submit a training job: {trainer: classifier|gan|autoencoder|rnn, "
-                             "dataset, model, hyper, register?}", {400, 401, 403, 404, 503}, true,
+  p["/v1/jobs"]["post"] = op("Submit a training job: {trainer: classifier|gan|autoencoder|rnn|timeseries, "
+                             "dataset, model, task?, hyper, register?}", {400, 401, 403, 404, 503}, true,
                              {{"description", "Accepted: {id, state, href, events, artifacts}"}}, 202);
   p["/v1/jobs"]["post"]["requestBody"] = body_schema(
-    {{"trainer", {{"type", "string"}, {"enum", {"classifier", "gan", "autoencoder", "rnn"}}}},
+    {{"trainer", {{"type", "string"}, {"enum", {"classifier", "gan", "autoencoder", "rnn", "timeseries"}}}},
      {"dataset", {{"type", "string"}}},
+     {"task", {{"type", "object"}}},
      {"model", {{"oneOf", json::array({{{"type", "string"}}, {{"type", "object"}}})}}},
      {"hyper", {{"type", "object"}}},
      {"register", {{"type", "string"}}}},
@@ -127,9 +128,9 @@ json build() {
   p["/v1/jobs/{id}/resume"]["post"] = op("Resume a cancelled or failed training job from its last "
                                          "checkpoint", {401, 403, 404, 409}, true,
                                          {{"description", "Accepted"}}, 202);
-  p["/v1/datasets"]["get"] = op("Data sets: built-in (fashion-mnist, fortunes) and your uploads", {401});
+  p["/v1/datasets"]["get"] = op("Data sets: built-in (fashion-mnist, fortunes, synthetic-control, statsmodels' series) and your uploads", {401});
   p["/v1/datasets"]["post"] = op("Upload a data set: multipart name, file (tar/zip of class "
-                                 "folders, or CSV), format?, image_size?, channels?, test_fraction?",
+                                 "folders, CSV, UCR .tsv or UEA .ts), format?, image_size?, channels?, test_fraction?",
                                  {400, 401, 403, 409, 413, 415}, true, {{"description", "Created"}}, 201);
   p["/v1/datasets/{name}"]["get"] = op("One data set", {401, 404});
   p["/v1/datasets/{name}"]["delete"] = op("Remove an uploaded data set", {401, 403, 404}, true,

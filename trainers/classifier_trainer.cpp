@@ -240,27 +240,8 @@ result<std::unique_ptr<Trainer>> make_classifier_trainer(const json& spec,
   if (!h)
     return h.error();
   model_choice mc;
-  if (auto m = spec.find("model"); m != spec.end() && !m->is_null()) {
-    if (m->is_string()) {
-      mc.arch = m->get<std::string>();
-    } else if (m->is_object()) {
-      if (!m->contains("arch") || !(*m)["arch"].is_string())
-        return fail(errc::bad_request, "model.arch (string) is required");
-      mc.arch = (*m)["arch"].get<std::string>();
-      if (auto o = m->find("options"); o != m->end() && !o->is_null()) {
-        if (!o->is_object())
-          return fail(errc::bad_request, "model.options must be an object");
-        mc.options = *o;
-      }
-      if (auto p = m->find("pretrained"); p != m->end() && !p->is_null()) {
-        if (!p->is_string())
-          return fail(errc::bad_request, "model.pretrained must be a model repository name");
-        mc.pretrained = p->get<std::string>();
-      }
-    } else {
-      return fail(errc::bad_request, "model must be an architecture name or an object");
-    }
-  }
+  if (auto st = read_model_choice(spec, mc.arch, mc.options, mc.pretrained); !st)
+    return st.error();
   auto opts = zoo::parse_model_options(mc.options.dump());
   if (!opts)
     return opts.error();

@@ -209,4 +209,28 @@ result<const json*> spec_object(const json& spec, const char* key) {
   return &*it;
 }
 
+status read_model_choice(const json& spec, std::string& arch, json& options,
+                         std::string& pretrained) {
+  auto m = spec.find("model");
+  if (m == spec.end() || m->is_null())
+    return {};
+  if (m->is_string()) {
+    arch = m->get<std::string>();
+    return {};
+  }
+  if (!m->is_object())
+    return fail(errc::bad_request, "model must be an architecture name or an object "
+                                   "{\"arch\", \"options\"?, \"pretrained\"?}");
+  if (!m->contains("arch") || !(*m)["arch"].is_string())
+    return fail(errc::bad_request, "model.arch (string) is required");
+  arch = (*m)["arch"].get<std::string>();
+  auto o = spec_object(*m, "options");
+  if (!o)
+    return fail(errc::bad_request, "model.options must be an object");
+  options = **o;
+  spec_reader r(*m, "model");
+  r.string("pretrained", pretrained);
+  return r.done();
+}
+
 } // namespace rookery::train

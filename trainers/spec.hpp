@@ -61,4 +61,11 @@ private:
 /// itself is not an object).
 result<const nlohmann::json*> spec_object(const nlohmann::json& spec, const char* key);
 
+/// The job spec's "model": an architecture name, or {"arch", "options"?,
+/// "pretrained"?}. Leaves `arch` (the caller's default), `options` (an
+/// object) and `pretrained` alone for what is absent; bad_request naming the
+/// field otherwise.
+status read_model_choice(const nlohmann::json& spec, std::string& arch, nlohmann::json& options,
+                         std::string& pretrained);
+
 } // namespace rookery::train

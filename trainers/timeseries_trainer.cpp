@@ -390,22 +390,11 @@ result<std::unique_ptr<Trainer>> make_timeseries_trainer(const json& spec,
   if (!h)
     return h.error();
   model_choice mc;
-  if (auto m = spec.find("model"); m != spec.end() && !m->is_null()) {
-    if (m->is_string()) {
-      mc.arch = m->get<std::string>();
-    } else if (m->is_object()) {
-      spec_reader r(*m, "model");
-      r.string("arch", mc.arch);
-      if (auto st = r.done(); !st)
-        return st.error();
-      auto o = spec_object(*m, "options");
-      if (!o)
-        return fail(errc::bad_request, "model.options must be an object");
-      mc.options = **o;
-    } else {
-      return fail(errc::bad_request, "model must be an architecture name or {\"arch\", \"options\"}");
-    }
-  }
+  std::string pretrained;
+  if (auto st = read_model_choice(spec, mc.arch, mc.options, pretrained); !st)
+    return st.error();
+  if (!pretrained.empty())
+    return fail(errc::bad_request, "model.pretrained is not supported by the timeseries trainer yet");
   if (mc.arch == "minirocket") {
     spec_reader r(mc.options, "model.options");
     r.integer("features", mc.rocket_features, 84, 50000);

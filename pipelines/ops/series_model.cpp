@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "models/minirocket.hpp"
+#include "models/repository.hpp"
 #include "models/series_nets.hpp"
 #include "pipelines/series_model.hpp"
 #include "pipelines/value.hpp"
@@ -140,15 +141,6 @@ private:
   std::shared_ptr<loaded> m_;
   own_model_info info_;
 };
-
-bool valid_model_name(const std::string& n) {
-  if (n.empty() || n.size() > 64 || n[0] == '.')
-    return false;
-  for (char c : n)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
-      return false;
-  return true;
-}
 
 } // namespace
 
