@@ -9,6 +9,7 @@
 
 #include "datasets/series.hpp"
 #include "models/minirocket.hpp"
+#include "models/repository.hpp"
 #include "models/series_nets.hpp"
 #include "trainers/blocks.hpp"
 #include "trainers/spec.hpp"
@@ -24,6 +25,7 @@ struct model_choice {
   std::string arch = "inception_time"; // inception_time | lstm | gru | minirocket
   json options = json::object();
   int64_t rocket_features = 9996;
+  std::string pretrained_dir; // fine_tune: a registered series model's directory
 };
 
 /// (N, C, L) float of encoded items.
@@ -83,7 +85,12 @@ public:
         return o.error();
       o->in_channels = task_.input.channels;
       o->outputs = outputs_;
-      net_ = series::SeriesNet(*o);
+      if (!mc_.pretrained_dir.empty()) {
+        if (auto st = start_from_pretrained(*o); !st)
+          return st;
+      } else {
+        net_ = series::SeriesNet(*o);
+      }
       net_->to(device());
       opt_ = make_optimizer(net_->parameters(), hyper_);
     }
@@ -180,13 +187,15 @@ public:
   }
 
   std::string result_extra() const override {
-    if (!forecasting() || last_mase_ < 0)
-      return {};
-    return json{{"forecast", {{"horizon", task_.target.horizon},
-                              {"season", season_},
-                              {"mase", last_mase_},
-                              {"mase_seasonal_naive", last_naive_mase_}}}}
-      .dump();
+    json out = json::object();
+    if (!pretrained_from_.empty())
+      out["fine_tuned_from"] = pretrained_from_;
+    if (forecasting() && last_mase_ >= 0)
+      out["forecast"] = {{"horizon", task_.target.horizon},
+                         {"season", season_},
+                         {"mase", last_mase_},
+                         {"mase_seasonal_naive", last_naive_mase_}};
+    return out.empty() ? std::string() : out.dump();
   }
 
   result<exported_model> export_model(const std::string& dir) override {
@@ -229,6 +238,42 @@ private:
 
   torch::Tensor outputs_of(const torch::Tensor& x) {
     return rocket() ? head_->forward(x) : net_->forward(x);
+  }
+
+  /// fine_tune: the body of a registered series model (its architecture and
+  /// options win over the spec's), a new head for this task's outputs. The
+  /// task keeps its own input block (statistics of its own training split).
+  status start_from_pretrained(series::net_options o) {
+    const fs::path dir = mc_.pretrained_dir;
+    auto cfg = json::parse(std::ifstream(dir / "series_model.json"), nullptr, false);
+    if (!cfg.is_object() || cfg.value("arch", "") == "minirocket")
+      return fail(errc::bad_request, "model.pretrained: '" + dir.filename().string()
+                                       + "' is not a registered series network");
+    auto po = series::net_options::from_json(cfg.value("options", json::object()), cfg.value("arch", ""));
+    if (!po)
+      return po.error();
+    if (po->arch != mc_.arch)
+      return fail(errc::bad_request, "model.pretrained: '" + dir.filename().string() + "' is a "
+                                       + po->arch + ", not a " + mc_.arch);
+    if (po->in_channels != o.in_channels)
+      return fail(errc::bad_request, "model.pretrained: '" + dir.filename().string() + "' takes "
+                                       + std::to_string(po->in_channels) + " channel(s); data set '"
+                                       + ds_.name + "' has " + std::to_string(o.in_channels));
+    series::SeriesNet old(*po);
+    torch::load(old, (dir / cfg.value("weights", "model.pt")).string());
+    auto fresh = *po;
+    fresh.outputs = o.outputs;
+    net_ = series::SeriesNet(fresh);
+    torch::NoGradGuard no_grad;
+    auto src = old->named_parameters(), src_buffers = old->named_buffers();
+    for (auto& item : net_->named_parameters())
+      if (item.key().find("head") == std::string::npos)
+        item.value().copy_(src[item.key()]);
+    for (auto& item : net_->named_buffers())
+      if (auto* b = src_buffers.find(item.key()))
+        item.value().copy_(*b);
+    pretrained_from_ = dir.filename().string();
+    return {};
   }
 
   /// Forecasting windows: inputs of task.input.length points (every channel),
@@ -366,7 +411,7 @@ private:
   torch::Tensor train_x_, test_x_, train_y_, test_y_, naive_;
   int64_t outputs_ = 0, season_ = 1;
   double mase_scale_ = 1, last_mase_ = -1, last_naive_mase_ = -1;
-  std::string target_column_;
+  std::string target_column_, pretrained_from_;
   series::SeriesNet net_{nullptr};
   series::RocketHead head_{nullptr};
   minirocket::params rocket_params_;
@@ -379,7 +424,7 @@ private:
 
 result<std::unique_ptr<Trainer>> make_timeseries_trainer(const json& spec,
                                                          const data::dataset_info& ds,
-                                                         const data::dataset_paths&) {
+                                                         const data::dataset_paths& paths) {
   auto task = parse_series_task(spec, ds);
   if (!task)
     return task.error();
@@ -393,8 +438,16 @@ result<std::unique_ptr<Trainer>> make_timeseries_trainer(const json& spec,
   std::string pretrained;
   if (auto st = read_model_choice(spec, mc.arch, mc.options, pretrained); !st)
     return st.error();
-  if (!pretrained.empty())
-    return fail(errc::bad_request, "model.pretrained is not supported by the timeseries trainer yet");
+  if (!pretrained.empty()) {
+    // A series model a time-series job registered (POST /v1/jobs/{id}/register).
+    std::error_code ec;
+    fs::path dir = fs::path(paths.data_dir) / "series-models" / pretrained;
+    if (!valid_model_name(pretrained) || !fs::exists(dir / "series_model.json", ec))
+      return fail(errc::not_found, "model.pretrained: no registered series model '" + pretrained + "'");
+    if (mc.arch == "minirocket")
+      return fail(errc::bad_request, "model.pretrained: minirocket has no trained body to fine-tune");
+    mc.pretrained_dir = dir.string();
+  }
   if (mc.arch == "minirocket") {
     spec_reader r(mc.options, "model.options");
     r.integer("features", mc.rocket_features, 84, 50000);

@@ -376,3 +376,47 @@ TEST_CASE("a timeseries run resumed from a checkpoint ends in the identical stat
   for (size_t i = 0; i < pa.size(); ++i)
     CHECK(torch::equal(pa[i], pb[i]));
 }
+
+TEST_CASE("fine_tune starts from a registered series model and freezes its body",
+          "[trainers][timeseries]") {
+  test::temp_dir tmp("rookery_ft_");
+  auto paths = paths_in(tmp.path);
+  json base{{"trainer", "timeseries"}, {"dataset", "synthetic-control"},
+            {"model", {{"arch", "inception_time"}, {"options", {{"nf", 4}, {"depth", 3}}}}},
+            {"hyper", {{"epochs", 2}, {"batch_size", 32}, {"lr", 0.01}}}};
+  auto a = make_trainer(base, paths, 1, false);
+  REQUIRE(a);
+  run_context ca;
+  ca.dir = (tmp.path / "pre").string();
+  REQUIRE(fit(**a, ca));
+  // What POST /v1/jobs/{id}/register does with the export.
+  fs::create_directories(tmp.path / "series-models");
+  fs::copy(tmp.path / "pre" / "model", tmp.path / "series-models" / "charts", fs::copy_options::recursive);
+
+  auto spec = base;
+  spec["model"] = {{"arch", "inception_time"}, {"pretrained", "charts"}};
+  spec["hyper"] = {{"epochs", 2}, {"batch_size", 32}, {"lr", 0.01}, {"freeze_epochs", 2}};
+  auto b = make_trainer(spec, paths, 1, false);
+  REQUIRE(b);
+  run_context cb;
+  cb.dir = (tmp.path / "ft").string();
+  auto r = fit(**b, cb);
+  REQUIRE(r);
+  CHECK(r->final_metrics.at("val_acc") > 0.5);
+  // Frozen for every epoch: the body is the registered model's, the head moved.
+  auto pre = (*a)->modules().at("model")->named_parameters();
+  int body = 0, heads_moved = 0;
+  for (auto& item : (*b)->modules().at("model")->named_parameters()) {
+    if (item.key().find("head") != std::string::npos) {
+      heads_moved += !torch::equal(item.value(), pre[item.key()]);
+    } else {
+      ++body;
+      CHECK(torch::equal(item.value(), pre[item.key()]));
+    }
+  }
+  CHECK(body > 10);
+  CHECK(heads_moved >= 1);
+  CHECK_THAT((*b)->result_extra(), Catch::Contains("charts"));
+  spec["model"]["pretrained"] = "nothing-here";
+  CHECK(make_trainer(spec, paths, 1, false).error().code == errc::not_found);
+}
