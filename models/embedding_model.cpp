@@ -5,14 +5,21 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <fstream>
 #include <optional>
+#include <tuple>
 
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
+#include "models/repository.hpp"
+#include "models/repository_detail.hpp"
 #include "models/resnet.hpp"
 #include "models/state_dict.hpp"
 #include "models/zoo/zoo.hpp"
+#include "pipelines/image.hpp"
 
 namespace rookery {
 
@@ -266,6 +273,78 @@ const std::string& embedding_model::arch() const {
 
 bool embedding_model::pretrained() const {
   return impl_->pretrained;
+}
+
+// -- the model repository's import -------------------------------------------------
+// Here rather than in repository.cpp: checking weights needs the model zoo,
+// which the repository's read side (the pipeline framework and the fuzz
+// targets that exercise it) should not have to link.
+
+namespace fs = std::filesystem;
+
+result<installed_model> import_model(const std::string& data_dir, const import_request& req) {
+  if (!valid_model_name(req.name))
+    return fail(errc::bad_request,
+                "model name must be 1-64 letters, digits, '_', '-' or '.', got '" + req.name + "'");
+  if (req.arch.empty())
+    return fail(errc::bad_request, "an architecture ('arch') is required");
+  auto format = req.format.empty() ? (req.arch == "torchscript" ? "torchscript" : "state_dict")
+                                   : req.format;
+  if (format != "state_dict" && format != "torchscript")
+    return fail(errc::bad_request, "format must be state_dict or torchscript");
+  std::error_code ec;
+  if (!fs::is_regular_file(req.weights, ec))
+    return fail(errc::bad_request, "no weights file at " + req.weights);
+  // Load before installing: a file that does not load never enters the repository.
+  model_spec spec;
+  spec.name = req.name;
+  spec.arch = req.arch;
+  spec.weights_path = req.weights;
+  spec.format = format;
+  spec.options_json = req.options_json;
+  nlohmann::json options, preprocess;
+  for (auto [text, out, what] : {std::tuple{&req.options_json, &options, "options"},
+                                 std::tuple{&req.preprocess_json, &preprocess, "preprocess"}}) {
+    if (text->empty())
+      continue;
+    *out = nlohmann::json::parse(*text, nullptr, false);
+    if (!out->is_object())
+      return fail(errc::bad_request, std::string(what) + " must be a JSON object");
+  }
+  if (!preprocess.is_null()) {
+    if (auto p = parse_image_options(req.preprocess_json); !p)
+      return p.error();
+  }
+  auto m = embedding_model::load(spec);
+  if (!m)
+    return m.error();
+  uint32_t version = 1; // the data directory's own versions (a built-in is shadowed, not versioned)
+  if (auto prev = detail::find_in(fs::path(data_dir) / "models", req.name))
+    version = prev->version + 1;
+  auto dir = fs::path(data_dir) / "models" / req.name / std::to_string(version);
+  auto staging = fs::path(data_dir) / "models" / req.name / (".staging-" + std::to_string(version));
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec)
+    return fail(errc::internal, "cannot create " + staging.string() + ": " + ec.message());
+  auto file = std::string{format == "torchscript" ? "model.ts" : "model.pth"};
+  fs::copy_file(req.weights, staging / file, fs::copy_options::overwrite_existing, ec);
+  if (ec)
+    return fail(errc::internal, "cannot copy weights: " + ec.message());
+  nlohmann::json conf{{"arch", req.arch}, {"format", format}, {"weights", file},
+                      {"dim", (*m)->dim()}};
+  if (!options.is_null())
+    conf["options"] = options;
+  if (!preprocess.is_null())
+    conf["preprocess"] = preprocess;
+  if (req.owner_id != 0)
+    conf["owner_id"] = req.owner_id;
+  std::ofstream(staging / "config.json") << conf.dump(2) << "\n";
+  // The version appears whole or not at all.
+  fs::rename(staging, dir, ec);
+  if (ec)
+    return fail(errc::internal, "cannot install " + dir.string() + ": " + ec.message());
+  return detail::read_version(dir, req.name, version);
 }
 
 } // namespace rookery

@@ -6,14 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/embedding_model.hpp"
-#include "pipelines/image.hpp"
+#include "models/repository_detail.hpp"
 
 namespace fs = std::filesystem;
 
 namespace rookery {
 
-namespace {
+namespace detail {
 
 result<installed_model> read_version(const fs::path& dir, const std::string& name,
                                      uint32_t version) {
@@ -46,12 +45,19 @@ result<installed_model> read_version(const fs::path& dir, const std::string& nam
   }
 }
 
+} // namespace detail
+
+namespace {
+
 std::string& builtin_dir_setting() {
   static std::string dir = default_builtin_models_dir();
   return dir;
 }
 
-// The newest version of `name` under `root` (a models directory: <root>/<name>/<version>).
+} // namespace
+
+namespace detail {
+
 result<installed_model> find_in(const fs::path& root_dir, const std::string& name) {
   fs::path root = root_dir / name;
   std::error_code ec;
@@ -91,7 +97,10 @@ void list_in(const fs::path& root, std::vector<installed_model>& out) {
   }
 }
 
-} // namespace
+} // namespace detail
+
+using detail::find_in;
+using detail::list_in;
 
 #ifndef ROOKERY_BUILTIN_MODELS_DIR
 #define ROOKERY_BUILTIN_MODELS_DIR ""
@@ -143,71 +152,6 @@ std::vector<installed_model> list_installed_models(const std::string& data_dir) 
   std::sort(out.begin(), out.end(),
             [](const installed_model& a, const installed_model& b) { return a.name < b.name; });
   return out;
-}
-
-result<installed_model> import_model(const std::string& data_dir, const import_request& req) {
-  if (!valid_model_name(req.name))
-    return fail(errc::bad_request,
-                "model name must be 1-64 letters, digits, '_', '-' or '.', got '" + req.name + "'");
-  if (req.arch.empty())
-    return fail(errc::bad_request, "an architecture ('arch') is required");
-  auto format = req.format.empty() ? (req.arch == "torchscript" ? "torchscript" : "state_dict")
-                                   : req.format;
-  if (format != "state_dict" && format != "torchscript")
-    return fail(errc::bad_request, "format must be state_dict or torchscript");
-  std::error_code ec;
-  if (!fs::is_regular_file(req.weights, ec))
-    return fail(errc::bad_request, "no weights file at " + req.weights);
-  // Load before installing: a file that does not load never enters the repository.
-  model_spec spec;
-  spec.name = req.name;
-  spec.arch = req.arch;
-  spec.weights_path = req.weights;
-  spec.format = format;
-  spec.options_json = req.options_json;
-  nlohmann::json options, preprocess;
-  for (auto [text, out, what] : {std::tuple{&req.options_json, &options, "options"},
-                                 std::tuple{&req.preprocess_json, &preprocess, "preprocess"}}) {
-    if (text->empty())
-      continue;
-    *out = nlohmann::json::parse(*text, nullptr, false);
-    if (!out->is_object())
-      return fail(errc::bad_request, std::string(what) + " must be a JSON object");
-  }
-  if (!preprocess.is_null()) {
-    if (auto p = parse_image_options(req.preprocess_json); !p)
-      return p.error();
-  }
-  auto m = embedding_model::load(spec);
-  if (!m)
-    return m.error();
-  uint32_t version = 1; // the data directory's own versions (a built-in is shadowed, not versioned)
-  if (auto prev = find_in(fs::path(data_dir) / "models", req.name))
-    version = prev->version + 1;
-  auto dir = fs::path(data_dir) / "models" / req.name / std::to_string(version);
-  auto staging = fs::path(data_dir) / "models" / req.name / (".staging-" + std::to_string(version));
-  fs::remove_all(staging, ec);
-  fs::create_directories(staging, ec);
-  if (ec)
-    return fail(errc::internal, "cannot create " + staging.string() + ": " + ec.message());
-  auto file = std::string{format == "torchscript" ? "model.ts" : "model.pth"};
-  fs::copy_file(req.weights, staging / file, fs::copy_options::overwrite_existing, ec);
-  if (ec)
-    return fail(errc::internal, "cannot copy weights: " + ec.message());
-  nlohmann::json conf{{"arch", req.arch}, {"format", format}, {"weights", file},
-                      {"dim", (*m)->dim()}};
-  if (!options.is_null())
-    conf["options"] = options;
-  if (!preprocess.is_null())
-    conf["preprocess"] = preprocess;
-  if (req.owner_id != 0)
-    conf["owner_id"] = req.owner_id;
-  std::ofstream(staging / "config.json") << conf.dump(2) << "\n";
-  // The version appears whole or not at all.
-  fs::rename(staging, dir, ec);
-  if (ec)
-    return fail(errc::internal, "cannot install " + dir.string() + ": " + ec.message());
-  return read_version(dir, req.name, version);
 }
 
 status remove_model(const std::string& data_dir, const std::string& name) {
