@@ -1,6 +1,8 @@
 // libFuzzer target: the JSON request DTOs. Bounded parsing first (as every
 // route does), then the plain validators the routes and the job spec use:
-// model options, image preprocessing options and training hyper-parameters.
+// model options, image preprocessing options, training hyper-parameters, the
+// model choice, and the time-series task blocks (against a classification
+// and a forecasting data set) and an exported input block.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -10,7 +12,10 @@
 
 #include "common/json_limits.hpp"
 #include "models/zoo/zoo.hpp"
+#include "datasets/series.hpp"
 #include "pipelines/image.hpp"
+#include "trainers/blocks.hpp"
+#include "trainers/spec.hpp"
 #include "trainers/trainer.hpp"
 
 // trainer.cpp's end-of-run callback draws loss curves (trainers/images.cpp,
@@ -37,6 +42,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)rookery::train::parse_hyper(*j);
     if (auto h = j->find("hyper"); h != j->end())
       (void)rookery::train::parse_hyper(*h);
+    std::string arch, pretrained;
+    nlohmann::json options;
+    (void)rookery::train::read_model_choice(*j, arch, options, pretrained);
+    static const auto classification = rookery::data::builtin_series_info("synthetic-control").value();
+    static const auto forecasting = [] {
+      rookery::data::dataset_info d;
+      d.name = "fc";
+      d.kind = "series_forecasting";
+      d.columns = {"a", "b"};
+      d.item_shape = {2, 300};
+      return d;
+    }();
+    (void)rookery::train::parse_series_task(*j, classification);
+    (void)rookery::train::parse_series_task(*j, forecasting);
+    if (auto in = j->find("input"); in != j->end())
+      if (auto b = rookery::train::series_block::from_json(*in); b)
+        (void)b->encode({{1.0, 2.0, 3.0}});
   }
   return 0;
 }
