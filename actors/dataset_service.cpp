@@ -37,6 +37,7 @@ data::dataset_paths dataset_paths_of(const config& cfg) {
   p.data_dir = cfg.data;
   p.fashion_mnist_dir = cfg.fashion_mnist_dir;
   p.fortunes_dir = cfg.fortunes_dir;
+  p.wordnet_dir = cfg.wordnet_dir;
   return p;
 }
 

@@ -197,7 +197,8 @@ pipeline_info info_of(const pipeline_def& def, const compiled_pipeline* c) {
     auto ops = nlohmann::json::parse(info.ops_json, nullptr, false);
     if (ops.is_array() && !ops.empty() && ops[0].is_object()) {
       const auto first = ops[0].value("op", "");
-      info.kind = first == "decode_video" ? "video" : first == "decode_series" ? "timeseries" : "image";
+      info.kind = first == "decode_video" ? "video" : first == "decode_series" ? "timeseries"
+                  : first == "decode_text" ? "text" : "image";
       for (auto& o : ops)
         if (o.value("op", "") == "faces")
           info.kind = "faces";
@@ -451,6 +452,7 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
                                                 model_registry_actor registry) {
   // Series models that time-series jobs registered (series_model operator).
   pipe::set_series_models_dir((fs::path(cfg.data) / "series-models").string());
+  pipe::set_text_models_dir((fs::path(cfg.data) / "text-models").string());
   // Every definition: built-ins, then the configuration's model pipelines,
   // then what admins added at run time (stored under <data>/pipelines).
   auto defs = node_pipeline_defs(cfg.data, cfg.pipelines);

@@ -176,18 +176,22 @@ caf::behavior trainer_actor(caf::event_based_actor* self, std::string id, std::s
 using meta_fn = std::function<void(model_meta&)>;
 using error_fn = std::function<void(const caf::error&)>;
 
-/// A time-series job's model: its export directory copied to
-/// <data>/series-models/<name>/ (whole, then renamed into place), and a
-/// pipeline of the same name that reads uploaded series with it.
-void register_series_model(self_ptr self, const job_record& j, const std::string& name,
-                           const json& m, meta_fn ok, error_fn err) {
+/// A time-series or text job's model: its export directory copied to
+/// <data>/series-models/<name>/ or <data>/text-models/<name>/ (whole, then
+/// renamed into place), and a pipeline of the same name that reads uploaded
+/// series (decode_series -> series_model) or texts (decode_text ->
+/// text_model) with it.
+void register_own_model(self_ptr self, const job_record& j, const std::string& name,
+                        const json& m, meta_fn ok, error_fn err) {
   auto& st = self->state;
-  const fs::path root = fs::path(st.settings.data_dir) / "series-models";
+  const bool is_text = m.value("serves", "") == "text_embedding";
+  const std::string what = is_text ? "text" : "series";
+  const fs::path root = fs::path(st.settings.data_dir) / (what + "-models");
   const fs::path src = job_dir(st, j.id) / "model";
   const fs::path dst = root / name;
   std::error_code ec;
   if (fs::exists(dst, ec))
-    return err(to_error(errc::conflict, "a series model named '" + name + "' is registered already"));
+    return err(to_error(errc::conflict, "a " + what + " model named '" + name + "' is registered already"));
   fs::create_directories(root, ec);
   const fs::path tmp = root / (".staging-" + name + "-" + j.id);
   fs::remove_all(tmp, ec);
@@ -196,25 +200,25 @@ void register_series_model(self_ptr self, const job_record& j, const std::string
     fs::rename(tmp, dst, ec);
   if (ec) {
     fs::remove_all(tmp, ec);
-    return err(to_error(errc::internal, "cannot store the series model"));
+    return err(to_error(errc::internal, "cannot store the " + what + " model"));
   }
   model_meta meta;
   meta.name = name;
   meta.version = 1;
   meta.arch = m.value("arch", "");
-  meta.format = "series_model";
+  meta.format = what + "_model";
   meta.dim = m.value("dim", uint32_t{0});
   meta.pretrained = true;
   meta.weights = "trained by job " + j.id;
   pipeline_spec_msg spec;
   spec.name = name;
-  spec.ops_json = json::array({{{"op", "decode_series"}}, {{"op", "series_model"}, {"name", name}},
+  spec.ops_json = json::array({{{"op", "decode_" + what}}, {{"op", what + "_model"}, {"name", name}},
                                {{"op", "l2_normalize"}}})
                     .dump();
   self->request(st.embed, kImportTimeout, caf::put_atom::value, spec)
     .then(
       [=](pipeline_info& p) mutable {
-        log::info("job {}: series model registered as {}", j.id, name);
+        log::info("job {}: {} model registered as {}", j.id, what, name);
         meta.ready = true;
         meta.status = "serving as embedding pipeline '" + p.name + "' (dim " + std::to_string(p.dim) + ")";
         ok(meta);
@@ -248,8 +252,8 @@ void register_model(self_ptr self, const job_record& j, const std::string& name,
                                                    "(GAN generators and language models are "
                                                    "artifacts, not embedding models)"));
   const auto& m = res["model"];
-  if (m.value("serves", "") == "series_embedding")
-    return register_series_model(self, j, name, m, std::move(ok), std::move(err));
+  if (m.value("serves", "") == "series_embedding" || m.value("serves", "") == "text_embedding")
+    return register_own_model(self, j, name, m, std::move(ok), std::move(err));
   model_import req;
   req.name = name;
   req.arch = m.value("arch", "");

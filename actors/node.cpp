@@ -72,11 +72,13 @@ void remove_interrupted_files(const config& cfg) {
       if (v->path().filename().string().rfind(".staging-", 0) == 0)
         staging.push_back(v->path());
   }
-  // Series models that a registration was copying (series-models/.staging-*).
-  for (fs::directory_iterator m(fs::path(cfg.data) / "series-models", ec), end; !ec && m != end;
-       m.increment(ec))
-    if (m->path().filename().string().rfind(".staging-", 0) == 0)
-      staging.push_back(m->path());
+  // Series and text models that a registration was copying (*-models/.staging-*).
+  for (const char* kind : {"series-models", "text-models"}) {
+    std::error_code ek;
+    for (fs::directory_iterator m(fs::path(cfg.data) / kind, ek), end; !ek && m != end; m.increment(ek))
+      if (m->path().filename().string().rfind(".staging-", 0) == 0)
+        staging.push_back(m->path());
+  }
   for (auto& p : staging) {
     std::error_code rm;
     fs::remove_all(p, rm);

@@ -32,7 +32,7 @@ namespace {
   X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(builtin_models)    \
   X(allow_untrained)                                                                         \
   X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(train_threads) X(fashion_mnist_dir) \
-  X(fortunes_dir) X(max_dataset_bytes)
+  X(fortunes_dir) X(wordnet_dir) X(max_dataset_bytes)
 
 json to_json(const config& c) {
   json j;

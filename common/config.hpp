@@ -76,6 +76,7 @@ struct config {
   uint32_t train_threads = 0; // intra-op threads of a training run; 0 = number of cores
   std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist"; // Debian's dataset-fashion-mnist
   std::string fortunes_dir = "/usr/share/games/fortunes";              // Debian's fortunes
+  std::string wordnet_dir = "/usr/share/wordnet";                      // Debian's wordnet-base
   uint64_t max_dataset_bytes = 1ull << 30; // uncompressed size of an uploaded data set
 };
 

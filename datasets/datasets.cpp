@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "datasets/detail.hpp"
@@ -179,16 +180,48 @@ result<image_splits> load_images(const dataset_info& ds, const load_options& opt
   }
 }
 
+namespace {
+
+/// An uploaded text_folder: texts.jsonl as import.cpp wrote it.
+result<text_splits> load_text_folder(const dataset_info& ds, const load_options& opt) {
+  std::ifstream in(fs::path(ds.path) / texts_file, std::ios::binary);
+  if (!in)
+    return fail(errc::unprocessable, "data set '" + ds.name + "' has lost its texts");
+  text_splits s;
+  s.train.classes = s.test.classes = ds.classes;
+  std::string line;
+  const auto n_classes = static_cast<int64_t>(ds.classes.size());
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("text") || !j["text"].is_string() || !j.contains("label")
+        || !j["label"].is_number_integer())
+      return fail(errc::unprocessable, "data set '" + ds.name + "' has a damaged texts file");
+    const auto label = j["label"].get<int64_t>();
+    if (label < 0 || label >= n_classes)
+      return fail(errc::unprocessable, "data set '" + ds.name + "' has a text of an unknown class");
+    text_set& dst = j.value("test", false) ? s.test : s.train;
+    dst.texts.push_back(j["text"].get<std::string>());
+    dst.labels.push_back(label);
+  }
+  limit(s.train, opt.limit_train, opt.seed);
+  limit(s.test, opt.limit_test, opt.seed + test_seed_offset);
+  return s;
+}
+
+} // namespace
+
 result<text_splits> load_texts(const dataset_info& ds, const load_options& opt) {
   if (ds.kind != "text_classification")
     return fail(errc::bad_request, "data set '" + ds.name + "' is a " + ds.kind +
                                        " data set, not text classification");
-  if (ds.format != "fortune")
+  if (ds.format != "fortune" && ds.format != "wordnet" && ds.format != "text_folder")
     return fail(errc::bad_request, "cannot load texts of format '" + ds.format + "'");
   if (!ds.available)
     return fail(errc::not_found, ds.status);
+  if (ds.format == "text_folder")
+    return load_text_folder(ds, opt);
   try {
-    auto corpus = read_fortunes(ds.path);
+    auto corpus = ds.format == "wordnet" ? read_wordnet(ds.path) : read_fortunes(ds.path);
     if (!corpus)
       return corpus.error();
     if (corpus->classes.empty())

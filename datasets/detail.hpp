@@ -19,9 +19,11 @@ inline constexpr const char* info_file = "dataset.json";
 inline constexpr const char* images_file = "images.u8";  // image_folder pixels
 inline constexpr const char* labels_file = "labels.i64"; // image_folder labels
 inline constexpr const char* csv_file = "data.csv";
+inline constexpr const char* texts_file = "texts.jsonl"; // text_folder: {"text", "label", "test"} per line
 
 inline constexpr const char* fashion_mnist_name = "fashion-mnist";
 inline constexpr const char* fortunes_name = "fortunes";
+inline constexpr const char* wordnet_name = "wordnet";
 
 /// FNV-1a (64 bit): stable across platforms and runs, unlike std::hash, so
 /// splits chosen from it never move.
@@ -98,6 +100,13 @@ std::vector<std::string> fortune_categories(const std::string& dir);
 
 /// Every fortune of every category, stripped, empty ones skipped.
 result<fortune_corpus> read_fortunes(const std::string& dir);
+
+/// WordNet 3.0's synsets (Debian's wordnet-base: data.noun, data.verb,
+/// data.adj, data.adv under `dir`) as texts "lemma, lemma: gloss" (the
+/// lemmas with spaces for underscores, the gloss with its examples), labelled
+/// by part of speech: classes adj, adv, noun, verb. not_found when none of
+/// the files is there.
+result<fortune_corpus> read_wordnet(const std::string& dir);
 
 /// About 10% of texts, chosen by a stable hash of the text.
 inline bool fortune_is_test(const std::string& text) { return fnv1a(text) % 10 == 0; }

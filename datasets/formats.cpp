@@ -250,6 +250,67 @@ result<fortune_corpus> read_fortunes(const std::string& dir) {
   return corpus;
 }
 
+// --- WordNet ---------------------------------------------------------------------
+
+result<fortune_corpus> read_wordnet(const std::string& dir) {
+  fortune_corpus corpus;
+  corpus.classes = {"adj", "adv", "noun", "verb"};
+  bool any = false;
+  for (size_t c = 0; c < corpus.classes.size(); ++c) {
+    const auto path = fs::path(dir) / ("data." + corpus.classes[c]);
+    std::error_code ec;
+    if (!fs::exists(path, ec))
+      continue;
+    auto text = slurp(path.string());
+    if (!text)
+      return text.error();
+    any = true;
+    std::string_view rest = text.value();
+    while (!rest.empty()) {
+      auto nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+      // "offset lex_filenum ss_type w_cnt(hex) word lex_id [word lex_id...] p_cnt ... | gloss";
+      // the licence lines at the top start with spaces.
+      if (line.empty() || line[0] == ' ')
+        continue;
+      auto bar = line.find(" | ");
+      if (bar == std::string_view::npos)
+        continue;
+      std::vector<std::string_view> f;
+      for (size_t i = 0; i < bar && f.size() < 4 + 2 * 255;) {
+        auto sp = line.find(' ', i);
+        if (sp == std::string_view::npos || sp > bar)
+          sp = bar;
+        f.push_back(line.substr(i, sp - i));
+        i = sp + 1;
+      }
+      if (f.size() < 6)
+        continue;
+      unsigned long words = std::strtoul(std::string(f[3]).c_str(), nullptr, 16);
+      std::string out;
+      for (unsigned long w = 0; w < words && 4 + 2 * w < f.size(); ++w) {
+        std::string lemma(f[4 + 2 * w]);
+        if (auto paren = lemma.find('('); paren != std::string::npos)
+          lemma.resize(paren); // adjective markers: "(a)", "(p)", "(ip)"
+        std::replace(lemma.begin(), lemma.end(), '_', ' ');
+        if (lemma.empty())
+          continue;
+        out += out.empty() ? "" : ", ";
+        out += lemma;
+      }
+      auto gloss = std::string(trim(line.substr(bar + 3)));
+      if (out.empty() || gloss.empty())
+        continue;
+      corpus.texts.push_back(out + ": " + gloss);
+      corpus.labels.push_back(static_cast<int64_t>(c));
+    }
+  }
+  if (!any)
+    return fail(errc::not_found, "WordNet is not installed: install the Debian package wordnet-base");
+  return corpus;
+}
+
 // --- CSV ---------------------------------------------------------------------------
 
 namespace {

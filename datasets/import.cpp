@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <climits>
 #include <cmath>
 #include <filesystem>
@@ -102,7 +103,16 @@ struct member {
   std::string path;               // as in the archive (for messages and the split hash)
   std::vector<std::string> parts; // normalised path components
   cv::Mat image;                  // empty: did not decode
+  std::string text;               // text_folder: the member's bytes
 };
+
+bool is_txt(const std::string& path) {
+  if (path.size() < 4)
+    return false;
+  std::string ext = path.substr(path.size() - 4);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".txt";
+}
 
 /// Splits an archive path into components; nullopt when it is absolute or
 /// climbs out with "..". Backslashes count as separators (Windows zips).
@@ -141,7 +151,9 @@ bool hidden(const std::vector<std::string>& parts) {
   });
 }
 
-result<std::vector<member>> read_members(const std::string& file, const import_options& opt) {
+/// texts: keep the bytes of *.txt members (a text_folder) instead of decoding images.
+result<std::vector<member>> read_members(const std::string& file, const import_options& opt,
+                                         bool texts = false) {
   auto a = open_archive(file);
   if (!a)
     return fail(errc::bad_request, "the upload is not a tar or zip archive");
@@ -203,7 +215,13 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
                                                  std::to_string(opt.max_bytes) + " bytes");
       buf.append(reinterpret_cast<const char*>(chunk), static_cast<size_t>(n));
     }
-    member m{path, std::move(*parts), {}};
+    member m{path, std::move(*parts), {}, {}};
+    if (texts) {
+      if (is_txt(path))
+        m.text = std::move(buf);
+      members.push_back(std::move(m));
+      continue;
+    }
     // The header's size first: cv::imdecode allocates the whole image before
     // it reads a pixel. Formats whose header we cannot read are not decoded.
     const auto dims = peek_image_size(buf);
@@ -249,6 +267,119 @@ result<std::vector<member>> read_members(const std::string& file, const import_o
   return members;
 }
 
+/// 1 when one common top-level folder wraps the class folders
+/// ("myset/cat/1.png"): it is dropped. 0 otherwise.
+size_t common_top(const std::vector<member>& members) {
+  if (members.empty())
+    return 0;
+  const std::string& top = members[0].parts[0];
+  bool common = std::all_of(members.begin(), members.end(), [&](const member& m) { return m.parts[0] == top; });
+  bool nested = std::any_of(members.begin(), members.end(), [](const member& m) { return m.parts.size() >= 3; });
+  return common && nested ? 1 : 0;
+}
+
+struct class_split {
+  std::vector<std::pair<member*, int64_t>> train, test; // member, label
+  std::vector<std::string> classes;
+};
+
+/// Splits each class by a stable hash of the member path: the same archive
+/// always gives the same split, whatever the member order. Each part is in
+/// path order; at least one item per class stays in training.
+class_split split_members(std::map<std::string, std::vector<member*>>& by_class, double test_fraction) {
+  class_split out;
+  for (auto& [cls, list] : by_class) {
+    const int64_t label = static_cast<int64_t>(out.classes.size());
+    out.classes.push_back(cls);
+    std::sort(list.begin(), list.end(), [](const member* a, const member* b) {
+      auto ha = fnv1a(a->path), hb = fnv1a(b->path);
+      return ha != hb ? ha < hb : a->path < b->path;
+    });
+    int64_t n = static_cast<int64_t>(list.size());
+    int64_t n_test = std::min<int64_t>(std::llround(static_cast<double>(n) * test_fraction), n - 1);
+    std::vector<member*> t(list.begin(), list.begin() + n_test), r(list.begin() + n_test, list.end());
+    auto by_path = [](const member* a, const member* b) { return a->path < b->path; };
+    std::sort(t.begin(), t.end(), by_path);
+    std::sort(r.begin(), r.end(), by_path);
+    for (member* m : r)
+      out.train.emplace_back(m, label);
+    for (member* m : t)
+      out.test.emplace_back(m, label);
+  }
+  return out;
+}
+
+/// An archive of class folders of UTF-8 .txt files (fastai's and IMDB's
+/// layout: "reviews/pos/1.txt"): texts.jsonl, one {"text", "label", "test"}
+/// per text, train items first.
+result<dataset_info> import_text_folder(const std::string& file, const import_options& opt,
+                                        const fs::path& dir) {
+  auto read = read_members(file, opt, true);
+  if (!read)
+    return read.error();
+  auto& members = read.value();
+  const size_t strip = common_top(members);
+  std::map<std::string, std::vector<member*>> by_class;
+  for (auto& m : members) {
+    if (m.parts.size() < strip + 2)
+      continue; // a README next to the class folders
+    if (!jsonx::valid_utf8(m.path))
+      return fail(errc::bad_request, "the archive member '" + jsonx::sanitize_utf8(m.path)
+                                       + "' has a name that is not valid UTF-8");
+    if (m.parts[strip].size() > kMaxClassNameBytes)
+      return fail(errc::bad_request, "the class folder of '" + m.path + "' has a name longer than "
+                                       + std::to_string(kMaxClassNameBytes) + " bytes");
+    if (!is_txt(m.path))
+      return fail(errc::bad_request, "'" + m.path + "' is not a .txt file; a text data set holds "
+                                     "one folder of .txt files per class");
+    if (!jsonx::valid_utf8(m.text))
+      return fail(errc::bad_request, "'" + m.path + "' is not UTF-8 text");
+    by_class[m.parts[strip]].push_back(&m);
+  }
+  if (by_class.size() < 2)
+    return fail(errc::bad_request, "the archive needs at least 2 class folders of .txt files; it has "
+                                     + std::to_string(by_class.size()));
+  if (by_class.size() > kMaxClasses)
+    return fail(errc::bad_request, "the archive has " + std::to_string(by_class.size())
+                                     + " class folders, more than " + std::to_string(kMaxClasses));
+  auto [train, test, classes] = split_members(by_class, opt.test_fraction);
+  std::ofstream out(dir / texts_file, std::ios::binary | std::ios::trunc);
+  for (auto* split : {&train, &test})
+    for (auto& [m, label] : *split)
+      out << nlohmann::json{{"text", m->text}, {"label", label}, {"test", split == &test}}.dump() << '\n';
+  out.close();
+  if (!out)
+    return fail(errc::internal, "cannot write the imported texts");
+  dataset_info d;
+  d.kind = "text_classification";
+  d.format = "text_folder";
+  d.classes = std::move(classes);
+  d.train_size = static_cast<int64_t>(train.size());
+  d.test_size = static_cast<int64_t>(test.size());
+  d.status = std::to_string(d.train_size + d.test_size) + " texts in " + std::to_string(d.classes.size())
+             + " classes";
+  return d;
+}
+
+/// Whether most files in folders among an archive's first 1,000 entries are
+/// .txt (a text_folder) rather than something else (an image_folder).
+bool archive_holds_texts(const std::string& file) {
+  auto a = open_archive(file);
+  if (!a)
+    return false;
+  archive_entry* e = nullptr;
+  int txt = 0, other = 0;
+  for (int i = 0; i < 1000 && archive_read_next_header(a.get(), &e) == ARCHIVE_OK; ++i) {
+    const char* name = archive_entry_pathname(e);
+    std::string path = name ? name : "";
+    auto parts = split_path(path);
+    if (archive_entry_filetype(e) != AE_IFREG || !parts || parts->size() < 2 || hidden(*parts))
+      continue;
+    ++(is_txt(path) ? txt : other);
+  }
+  return txt > other;
+}
+
 result<dataset_info> import_image_folder(const std::string& file, const import_options& opt,
                                          const fs::path& dir) {
   auto read = read_members(file, opt);
@@ -256,18 +387,7 @@ result<dataset_info> import_image_folder(const std::string& file, const import_o
     return read.error();
   std::vector<member>& members = read.value();
 
-  // One common top-level folder wrapping the class folders ("myset/cat/1.png")
-  // is dropped.
-  size_t strip = 0;
-  if (!members.empty()) {
-    const std::string& top = members[0].parts[0];
-    bool common = std::all_of(members.begin(), members.end(),
-                              [&](const member& m) { return m.parts[0] == top; });
-    bool nested = std::any_of(members.begin(), members.end(),
-                              [](const member& m) { return m.parts.size() >= 3; });
-    if (common && nested)
-      strip = 1;
-  }
+  const size_t strip = common_top(members);
   // Files outside class folders (a README next to them) are ignored; every
   // file inside one must be an image.
   std::vector<member*> kept;
@@ -334,29 +454,7 @@ result<dataset_info> import_image_folder(const std::string& file, const import_o
   }
   const int64_t h = first->image.rows, w = first->image.cols;
 
-  // Split each class by a stable hash of the member path: the same archive
-  // always gives the same split, whatever the member order.
-  std::vector<std::pair<member*, int64_t>> train, test;
-  std::vector<std::string> classes;
-  for (auto& [cls, list] : by_class) {
-    const int64_t label = static_cast<int64_t>(classes.size());
-    classes.push_back(cls);
-    std::sort(list.begin(), list.end(), [](const member* a, const member* b) {
-      auto ha = fnv1a(a->path), hb = fnv1a(b->path);
-      return ha != hb ? ha < hb : a->path < b->path;
-    });
-    int64_t n = static_cast<int64_t>(list.size());
-    int64_t n_test = std::min<int64_t>(std::llround(static_cast<double>(n) * opt.test_fraction),
-                                       n - 1);
-    std::vector<member*> t(list.begin(), list.begin() + n_test), r(list.begin() + n_test, list.end());
-    auto by_path = [](const member* a, const member* b) { return a->path < b->path; };
-    std::sort(t.begin(), t.end(), by_path);
-    std::sort(r.begin(), r.end(), by_path);
-    for (member* m : r)
-      train.emplace_back(m, label);
-    for (member* m : t)
-      test.emplace_back(m, label);
-  }
+  auto [train, test, classes] = split_members(by_class, opt.test_fraction);
 
   // images.u8: train items then test items, each C x H x W uint8;
   // labels.i64: one native (little-endian) int64 per item, same order.
@@ -493,10 +591,10 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
   if (!fs::is_regular_file(file, ec))
     return fail(errc::bad_request, "the uploaded file cannot be read");
 
-  if (!opt.format.empty() && opt.format != "image_folder" && opt.format != "csv"
-      && opt.format != "ucr" && opt.format != "ts")
+  if (!opt.format.empty() && opt.format != "image_folder" && opt.format != "text_folder"
+      && opt.format != "csv" && opt.format != "ucr" && opt.format != "ts")
     return fail(errc::bad_request, "unknown data set format '" + opt.format
-                                     + "' (image_folder, csv, ucr or ts)");
+                                     + "' (image_folder, text_folder, csv, ucr or ts)");
   if (opt.channels != 0 && opt.channels != 1 && opt.channels != 3)
     return fail(errc::bad_request, "channels must be 1 or 3");
   if (opt.image_size < 0 || opt.image_size > 4096)
@@ -505,7 +603,7 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
     return fail(errc::bad_request, "test_fraction must be in [0, 1)");
   std::string format = opt.format;
   if (format.empty() && looks_like_archive(file))
-    format = "image_folder";
+    format = archive_holds_texts(file) ? "text_folder" : "image_folder";
   if (format.empty()) {
     std::string head(4096, '\0');
     std::ifstream in(file, std::ios::binary);
@@ -527,6 +625,7 @@ result<dataset_info> import_impl(const dataset_paths& paths, const std::string& 
 
   auto d = format == "csv"                   ? import_csv(file, opt, tmp.dir)
            : format == "ucr" || format == "ts" ? import_series(file, format, opt, tmp.dir)
+           : format == "text_folder"           ? import_text_folder(file, opt, tmp.dir)
                                                : import_image_folder(file, opt, tmp.dir);
   if (!d)
     return d.error();

@@ -23,7 +23,7 @@ namespace rookery::data {
 namespace detail {
 
 bool is_builtin_name(const std::string& name) {
-  return name == fashion_mnist_name || name == fortunes_name || is_builtin_series(name);
+  return name == fashion_mnist_name || name == fortunes_name || name == wordnet_name || is_builtin_series(name);
 }
 
 bool valid_name(const std::string& name) {
@@ -157,6 +157,49 @@ dataset_info fortunes_info(const dataset_paths& paths) {
   return d;
 }
 
+dataset_info wordnet_info(const dataset_paths& paths) {
+  dataset_info d;
+  d.name = wordnet_name;
+  d.kind = "text_classification";
+  d.source = "builtin";
+  d.format = "wordnet";
+  d.path = paths.wordnet_dir;
+  d.classes = {"adj", "adv", "noun", "verb"};
+  d.status = "WordNet 3.0's synsets as \"lemma, lemma: gloss\" (English definitions, about "
+             "117,000); the class is the part of speech";
+  static std::mutex mutex;
+  static std::map<std::string, fortune_counts> cache;
+  std::string sig;
+  for (const auto& c : d.classes) {
+    std::error_code ec;
+    fs::path p = fs::path(paths.wordnet_dir) / ("data." + c);
+    sig += c + ':' + std::to_string(fs::file_size(p, ec)) + ';';
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(paths.wordnet_dir);
+    if (it != cache.end() && it->second.signature == sig) {
+      d.train_size = it->second.train;
+      d.test_size = it->second.test;
+      return d;
+    }
+  }
+  auto corpus = read_wordnet(paths.wordnet_dir);
+  if (!corpus) {
+    d.available = false;
+    d.status = corpus.error().message;
+    return d;
+  }
+  fortune_counts counts{sig};
+  for (const auto& t : corpus->texts)
+    ++(fortune_is_test(t) ? counts.test : counts.train);
+  d.train_size = counts.train;
+  d.test_size = counts.test;
+  std::lock_guard<std::mutex> lock(mutex);
+  cache[paths.wordnet_dir] = std::move(counts);
+  return d;
+}
+
 json to_json(const dataset_info& d) {
   return json{{"name", d.name},         {"kind", d.kind},
               {"source", d.source},     {"format", d.format},
@@ -232,6 +275,7 @@ std::vector<dataset_info> list_datasets(const dataset_paths& paths, uint64_t use
   try {
     out.push_back(fashion_mnist_info(paths));
     out.push_back(fortunes_info(paths));
+    out.push_back(wordnet_info(paths));
     for (auto& d : builtin_series_datasets())
       out.push_back(std::move(d));
     std::vector<dataset_info> uploads;
@@ -263,6 +307,8 @@ result<dataset_info> find_dataset(const dataset_paths& paths, const std::string&
       return fashion_mnist_info(paths);
     if (name == fortunes_name)
       return fortunes_info(paths);
+    if (name == wordnet_name)
+      return wordnet_info(paths);
     if (is_builtin_series(name))
       return builtin_series_info(name);
     auto not_found = fail(errc::not_found, "no data set named '" + name + "'");

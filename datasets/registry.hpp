@@ -27,6 +27,7 @@ struct dataset_paths {
   std::string data_dir;                                          // <data>
   std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   std::string fortunes_dir = "/usr/share/games/fortunes";
+  std::string wordnet_dir = "/usr/share/wordnet";                // Debian's wordnet-base
 };
 
 struct dataset_info {

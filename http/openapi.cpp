@@ -88,11 +88,15 @@ json build() {
                                            {401, 403, 404}, true, {{"description", "No Content"}}, 204);
   json embed_body{{"required", true},
                   {"content", {{"application/octet-stream", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
-                               {"multipart/form-data", {{"schema", {{"type", "object"}}}}}}}};
+                               {"multipart/form-data", {{"schema", {{"type", "object"}}}}},
+                               {"text/plain", {{"schema", {{"type", "string"}}}}},
+                               {"application/json", {{"schema", {{"type", "object"},
+                                 {"description", "{text}, {texts: [...]} (at most 64) or a series"}}}}}}}};
   json embed_ok{{"description", "The embedding"},
                 {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Embedding"}}}}}}}};
   p["/v1/embed"]["post"] = op("Embed raw bytes; the type is sniffed (?pipeline= overrides, ?async=true makes a job). "
-                              "A multipart body of several files is a batch: {items: [{part, status, ...}]}",
+                              "A multipart body of several files, or JSON {texts: [...]}, is a batch: "
+                              "{items: [{part, status, ...}]} in order",
                               {400, 401, 403, 404, 413, 415, 429, 503, 504}, true, embed_ok);
   p["/v1/embed"]["post"]["requestBody"] = embed_body;
   p["/v1/embed"]["post"]["parameters"] = json::array(
@@ -105,11 +109,11 @@ json build() {
                                  {{"description", "The job"},
                                   {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Job"}}}}}}}});
   p["/v1/jobs/{id}"]["delete"] = op("Cancel a job", {401, 404, 409});
-  p["/v1/jobs"]["post"] = op("Submit a training job: {trainer: classifier|gan|autoencoder|rnn|timeseries, "
+  p["/v1/jobs"]["post"] = op("Submit a training job: {trainer: classifier|gan|autoencoder|rnn|timeseries|text, "
                              "dataset, model, task?, hyper, register?}", {400, 401, 403, 404, 503}, true,
                              {{"description", "Accepted: {id, state, href, events, artifacts}"}}, 202);
   p["/v1/jobs"]["post"]["requestBody"] = body_schema(
-    {{"trainer", {{"type", "string"}, {"enum", {"classifier", "gan", "autoencoder", "rnn", "timeseries"}}}},
+    {{"trainer", {{"type", "string"}, {"enum", {"classifier", "gan", "autoencoder", "rnn", "timeseries", "text"}}}},
      {"dataset", {{"type", "string"}}},
      {"task", {{"type", "object"}}},
      {"model", {{"oneOf", json::array({{{"type", "string"}}, {{"type", "object"}}})}}},

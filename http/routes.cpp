@@ -281,6 +281,41 @@ std::optional<std::vector<upload>> uploads_of(const ctx_ptr& ctx, std::string& p
   return out;
 }
 
+/// {"texts": [...]} is a batch of texts: one {"text"} item each, answered as
+/// {"items"} in order like a multipart batch. False when it answered a problem.
+bool split_texts(const ctx_ptr& ctx, std::vector<upload>& ups, bool& split) {
+  const auto& body = ups.front().data;
+  const auto start = body.find_first_not_of(" \t\r\n");
+  if (start == std::string::npos || body[start] != '{' || body.find("\"texts\"") == std::string::npos)
+    return true;
+  std::string why;
+  auto j = jsonx::parse_bounded(body, &why);
+  if (!j || !j->is_object() || !j->contains("texts"))
+    return true; // not this shape: the pipeline judges it
+  const auto& texts = (*j)["texts"];
+  if (!texts.is_array() || texts.empty()) {
+    respond_problem(ctx, errc::bad_request, "'texts' must be a non-empty array of strings");
+    return false;
+  }
+  constexpr size_t kMaxTexts = 64;
+  if (texts.size() > kMaxTexts) {
+    respond_problem(ctx, errc::payload_too_large, "a batch holds at most " + std::to_string(kMaxTexts)
+                                                    + " texts; this one has " + std::to_string(texts.size()));
+    return false;
+  }
+  std::vector<upload> out;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (!texts[i].is_string()) {
+      respond_problem(ctx, errc::bad_request, "texts[" + std::to_string(i) + "] is not a string");
+      return false;
+    }
+    out.push_back({"texts[" + std::to_string(i) + "]", json{{"text", texts[i]}}.dump()});
+  }
+  ups = std::move(out);
+  split = true;
+  return true;
+}
+
 json problem_json(const failure& f) {
   return problem_document(http_status(f.code), to_string(f.code),
                           f.code == errc::internal ? "internal error" : without_server_paths(f.message));
@@ -297,13 +332,16 @@ void embed(const std::shared_ptr<api>& a, const ctx_ptr& ctx, std::string pipeli
     return;
   if (ups->size() == 1 && ups->front().data.empty())
     return respond_problem(ctx, errc::bad_request, "the body is empty: send the data to embed");
+  bool texts_batch = false;
+  if (ups->size() == 1 && !is_multipart(ctx->req) && !split_texts(ctx, *ups, texts_batch))
+    return;
   if (pipeline.empty())
     pipeline = query_value(ctx->req, "pipeline");
   if (pipeline.empty())
     pipeline = field;
   auto async = query_value(ctx->req, "async");
   bool is_async = async == "true" || async == "1";
-  const bool batch = ups->size() > 1;
+  const bool batch = ups->size() > 1 || texts_batch;
   if (batch && is_async)
     return respond_problem(ctx, errc::bad_request, "?async=true takes one upload, not a batch");
   auto data = std::make_shared<std::vector<upload>>(std::move(*ups));

@@ -33,6 +33,8 @@ result<std::unique_ptr<op>> make_standardize(const nlohmann::json&, const limits
 result<std::unique_ptr<op>> make_resample(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_minirocket(const nlohmann::json&, const limits&);
 result<std::unique_ptr<op>> make_series_model(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_decode_text(const nlohmann::json&, const limits&);
+result<std::unique_ptr<op>> make_text_model(const nlohmann::json&, const limits&);
 const std::string* model_name_of(const op& o);
 
 namespace {
@@ -52,6 +54,7 @@ const std::vector<entry>& table() {
     {"center", make_center},             {"decode_series", make_decode_series},
     {"standardize", make_standardize},   {"resample", make_resample},
     {"minirocket", make_minirocket}, {"series_model", make_series_model},
+    {"decode_text", make_decode_text},   {"text_model", make_text_model},
   };
   return t;
 }

@@ -10,4 +10,11 @@ namespace rookery::pipe {
 void set_series_models_dir(const std::string& dir);
 std::string series_models_dir(); // "" until set
 
+/// The same for the `text_model` operator: <data>/text-models/<name>/
+/// (text_model.json, spm.model, model.pt; trainers/text_trainer.cpp). A
+/// name not registered there is looked up among the built-in models
+/// (the shipped "text-lm").
+void set_text_models_dir(const std::string& dir);
+std::string text_models_dir();
+
 } // namespace rookery::pipe

@@ -16,6 +16,7 @@ const char* to_string(kind k) {
     case kind::embedding: return "embedding";
     case kind::faces: return "faces";
     case kind::series: return "series";
+    case kind::text: return "text";
   }
   return "?";
 }

@@ -17,7 +17,7 @@ namespace rookery::pipe {
 
 /// The kinds of value an operator takes and gives; a chain is type-checked
 /// once, when its spec is compiled.
-enum class kind { bytes, image, tensor, embedding, faces, series };
+enum class kind { bytes, image, tensor, embedding, faces, series, text };
 const char* to_string(kind k);
 
 /// A decoded picture whose geometry is applied lazily: `resize` sets the
@@ -54,6 +54,7 @@ struct item {
   std::vector<std::vector<float>> tensors;
   std::vector<std::vector<float>> embeddings;
   std::vector<std::vector<double>> series; // a time series: channels x length
+  std::string text;                        // a text (UTF-8)
   nlohmann::json extra = nlohmann::json::object(); // answer fields beyond the embedding
 };
 

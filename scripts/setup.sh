@@ -37,6 +37,7 @@ PACKAGES=(
   dataset-fashion-mnist # Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist
   fortunes              # categorised text corpus under /usr/share/games/fortunes
   python3-statsmodels   # real time series as CSV (sunspots, co2, nile, elnino, macrodata, ...)
+  wordnet-base          # WordNet 3.0: English glosses (the text LM's pre-training corpus, the recall bench)
   # test and benchmark tools
   curl wrk
   jq                    # JSON on the command line: the README's and tutorials' curl sessions
@@ -44,6 +45,7 @@ PACKAGES=(
   # the built-in weights' conversion and the parity test: node and npm, unless
   # already there (NodeSource's nodejs bundles npm), are added below
   python3-torch python3-torchvision python3-skimage python3-pil
+  python3-sklearn       # the TF-IDF + logistic-regression baseline of bench/text_bench.sh
   python3-fastapi python3-uvicorn
 )
 

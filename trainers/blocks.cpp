@@ -201,4 +201,57 @@ result<series_task> parse_series_task(const json& spec, const data::dataset_info
   return t;
 }
 
+std::string text_block::to_json() const {
+  return json{{"block", "text"}, {"vocab", vocab}, {"max_len", max_len}}.dump();
+}
+
+result<text_task> parse_text_task(const json& spec, const data::dataset_info& ds) {
+  if (ds.kind != "text_classification")
+    return fail(errc::bad_request, "the text trainer needs a text data set (text_classification); '"
+                                     + ds.name + "' is " + ds.kind);
+  auto task = spec_object(spec, "task");
+  if (!task)
+    return task.error();
+  auto input = spec_object(**task, "input");
+  if (!input)
+    return fail(errc::bad_request, "'task.input' must be an object");
+  auto target = spec_object(**task, "target");
+  if (!target)
+    return fail(errc::bad_request, "'task.target' must be an object");
+  text_task t;
+  std::string in_block = "text";
+  spec_reader ri(**input, "task.input");
+  ri.string("block", in_block);
+  if (auto st = ri.done(); !st)
+    return st.error();
+  if (in_block != "text")
+    return fail(errc::bad_request, "task.input.block '" + in_block + "' does not suit data set '"
+                                     + ds.name + "' (" + ds.kind + "): its items are texts, "
+                                     "the input block is 'text'");
+  ri.integer("vocab", t.input.vocab, 260, 64000).integer("max_len", t.input.max_len, 2, 4096);
+  for (auto& [k, v] : (*input)->items())
+    ri.check(k == "block" || k == "vocab" || k == "max_len", k, "is not a text block key (block, vocab, max_len)");
+  if (auto st = ri.done(); !st)
+    return st.error();
+  spec_reader rt(**target, "task.target");
+  rt.string("block", t.target);
+  if (auto st = rt.done(); !st)
+    return st.error();
+  if (t.target == "continuous")
+    return fail(errc::bad_request, "task.target.block 'continuous' does not suit data set '" + ds.name
+                                     + "' (text_classification): its targets are the classes "
+                                     + json(ds.classes).dump() + "; use {\"block\": \"label\"} or "
+                                       "{\"block\": \"lm\"}");
+  if (t.target != "label" && t.target != "lm")
+    return fail(errc::bad_request, "task.target.block must be 'label' or 'lm', not '" + t.target + "'");
+  for (auto& [k, v] : (*target)->items())
+    rt.check(k == "block", k, "is not a key of the " + t.target + " block");
+  if (auto st = rt.done(); !st)
+    return st.error();
+  t.classes = ds.classes;
+  if (t.target == "label" && t.classes.size() < 2)
+    return fail(errc::bad_request, "data set '" + ds.name + "' has fewer than two classes to learn");
+  return t;
+}
+
 } // namespace rookery::train

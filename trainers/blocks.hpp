@@ -11,6 +11,12 @@
 //          split's statistics; for forecasting the next `horizon` values of
 //          one channel (`column`).
 //
+//   input  "text":       tokenization (a byte-level BPE subword model trained
+//          on the training split, or the pretrained model's own),
+//          numericalization with its vocabulary, at most max_len tokens
+//          per text (a bos token first), padded per batch with the lengths.
+//   target "lm":         the next token (a language model on the texts).
+//
 // The job spec's "task": {"input": {"block": "timeseries", "length": 60,
 // "standardize": "per_channel", "fit": "pad"}, "target": {"block": "label"}}.
 // A block that does not suit the data set is a 400 naming both. The fitted
@@ -58,6 +64,24 @@ struct series_task {
   series_block input;
   target_block target;
 };
+
+struct text_block {
+  int64_t vocab = 4000;   // subword pieces (a pretrained model's tokenizer wins)
+  int64_t max_len = 256;  // tokens read per text (classification and serving)
+  std::string to_json() const;
+};
+
+struct text_task {
+  text_block input;
+  std::string target = "label";      // label | lm
+  std::vector<std::string> classes; // label: the data set's
+};
+
+/// Reads spec["task"] for the text trainer: a text_classification data set;
+/// input {"block": "text", "vocab", "max_len"}, target {"block": "label"}
+/// (the default) or {"block": "lm"}. bad_request naming the key, and naming
+/// both when a block does not suit the data set.
+result<text_task> parse_text_task(const nlohmann::json& spec, const data::dataset_info& ds);
 
 /// Reads spec["task"] against the data set: the default for a
 /// series_classification set is {timeseries, label}, for a

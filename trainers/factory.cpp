@@ -7,6 +7,7 @@
 #include "trainers/gan_trainer.hpp"
 #include "trainers/rnn_trainer.hpp"
 #include "trainers/spec.hpp"
+#include "trainers/text_trainer.hpp"
 #include "trainers/timeseries_trainer.hpp"
 #include "trainers/trainer.hpp"
 
@@ -30,6 +31,7 @@ const std::vector<trainer_kind>& trainer_kinds() {
      }},
     {"timeseries", "series_classification, series_regression, series_forecasting",
      make_timeseries_trainer},
+    {"text", "text_classification", make_text_trainer},
   };
   return kinds;
 }

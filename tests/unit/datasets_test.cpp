@@ -668,3 +668,47 @@ TEST_CASE("built-ins cannot be removed; unknown names are not found", "[datasets
   CHECK(find_dataset(s.paths, "nothing", 1, true).error().code == errc::not_found);
   CHECK(find_dataset(s.paths, "../etc", 1, true).error().code == errc::not_found);
 }
+
+TEST_CASE("text folder uploads import as text classification and reject what is not UTF-8 text",
+          "[datasets][text]") {
+  scratch s;
+  members m = {{"reviews/README.md", "about this set"}};
+  for (int i = 0; i < 10; ++i) {
+    m.push_back({"reviews/pos/" + std::to_string(i) + ".txt", "A wonderful film, number " + std::to_string(i) + "."});
+    m.push_back({"reviews/neg/" + std::to_string(i) + ".TXT", "A dreadful film, caf\xc3\xa9 " + std::to_string(i) + "."});
+  }
+  write_archive(s.file("reviews.tar.gz"), "tar", m, true);
+  auto o = opts("reviews");
+  auto d = import_dataset(s.paths, s.file("reviews.tar.gz").string(), o);
+  REQUIRE(d.ok());
+  CHECK(d->kind == "text_classification");
+  CHECK(d->format == "text_folder");
+  CHECK(d->classes == std::vector<std::string>{"neg", "pos"});
+  CHECK(d->train_size == 16);
+  CHECK(d->test_size == 4);
+  auto t = load_texts(*d);
+  REQUIRE(t.ok());
+  REQUIRE(t->train.texts.size() == 16);
+  CHECK(t->test.texts.size() == 4);
+  const auto& first = t->train.texts[0];
+  CHECK((first.rfind("A dreadful film", 0) == 0) == (t->train.labels[0] == 0));
+  // The same archive again gives the same split.
+  auto again = import_dataset(s.paths, s.file("reviews.tar.gz").string(), opts("reviews2"));
+  REQUIRE(again.ok());
+  CHECK(load_texts(*again)->test.texts == t->test.texts);
+
+  // Refusals: Latin-1 text, a non-.txt file in a class folder, one class.
+  write_archive(s.file("latin1.tar"), "tar", {{"a/1.txt", "caf\xe9"}, {"b/1.txt", "ok"}});
+  auto bad = import_dataset(s.paths, s.file("latin1.tar").string(), opts("latin1"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == errc::bad_request);
+  CHECK_THAT(bad.error().message, Catch::Contains("UTF-8"));
+  write_archive(s.file("mixed.tar"), "tar", {{"a/1.txt", "x"}, {"b/2.png", "not text"}});
+  auto mixed = import_dataset(s.paths, s.file("mixed.tar").string(), opts("mixed"));
+  REQUIRE_FALSE(mixed.ok());
+  CHECK_THAT(mixed.error().message, Catch::Contains(".txt"));
+  write_archive(s.file("one.tar"), "tar", {{"a/1.txt", "x"}, {"a/2.txt", "y"}});
+  CHECK_THAT(import_dataset(s.paths, s.file("one.tar").string(), opts("one")).error().message,
+             Catch::Contains("2 class folders"));
+  CHECK(s.stored() == std::vector<std::string>{"reviews", "reviews2"});
+}
