@@ -384,11 +384,11 @@ int main(int argc, char** argv) {
   double ds_test_fraction = 0.2;
   auto* ds_imp = datasets->add_subcommand("import", "import a data set file (as POST /v1/datasets)");
   ds_flags.add(ds_imp, false);
-  ds_imp->add_option("file", ds_file, "archive of class folders, CSV, UCR .tsv or UEA .ts")
+  ds_imp->add_option("file", ds_file, "archive of class folders (images or .txt), CSV, UCR .tsv or UEA .ts")
     ->required()
     ->check(CLI::ExistingFile);
   ds_imp->add_option("--name", ds_name, "data set name")->required();
-  ds_imp->add_option("--format", ds_format, "image_folder | csv | ucr | ts (default: sniffed)");
+  ds_imp->add_option("--format", ds_format, "image_folder | text_folder | csv | ucr | ts (default: sniffed)");
   ds_imp->add_option("--test-fraction", ds_test_fraction, "held-out share per class (0.2)");
 
   app.add_subcommand("version", "print the version");

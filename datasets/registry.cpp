@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -114,6 +115,37 @@ std::string fortune_signature(const std::string& dir, const std::vector<std::str
   return sig;
 }
 
+/// A built-in corpus's train/test sizes (its texts split by fortune_is_test),
+/// read once per signature of its files (d.path's); a corpus that cannot be
+/// read makes d unavailable, saying why.
+void count_texts(dataset_info& d, const std::string& sig, const std::string& why,
+                 const std::function<result<fortune_corpus>()>& read) {
+  static std::mutex mutex;
+  static std::map<std::string, fortune_counts> cache;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(d.path);
+    if (it != cache.end() && it->second.signature == sig) {
+      d.train_size = it->second.train;
+      d.test_size = it->second.test;
+      return;
+    }
+  }
+  auto corpus = read();
+  if (!corpus) {
+    d.available = false;
+    d.status = why + corpus.error().message;
+    return;
+  }
+  fortune_counts counts{sig};
+  for (const auto& t : corpus->texts)
+    ++(fortune_is_test(t) ? counts.test : counts.train);
+  d.train_size = counts.train;
+  d.test_size = counts.test;
+  std::lock_guard<std::mutex> lock(mutex);
+  cache[d.path] = std::move(counts);
+}
+
 dataset_info fortunes_info(const dataset_paths& paths) {
   dataset_info d;
   d.name = fortunes_name;
@@ -129,31 +161,8 @@ dataset_info fortunes_info(const dataset_paths& paths) {
   }
   d.status = "fortune-mod's sayings; the class is the fortune file they come from";
 
-  static std::mutex mutex;
-  static std::map<std::string, fortune_counts> cache;
-  std::string sig = fortune_signature(paths.fortunes_dir, d.classes);
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = cache.find(paths.fortunes_dir);
-    if (it != cache.end() && it->second.signature == sig) {
-      d.train_size = it->second.train;
-      d.test_size = it->second.test;
-      return d;
-    }
-  }
-  auto corpus = read_fortunes(paths.fortunes_dir);
-  if (!corpus) {
-    d.available = false;
-    d.status = "fortunes cannot be read: " + corpus.error().message;
-    return d;
-  }
-  fortune_counts counts{sig};
-  for (const auto& t : corpus->texts)
-    ++(fortune_is_test(t) ? counts.test : counts.train);
-  d.train_size = counts.train;
-  d.test_size = counts.test;
-  std::lock_guard<std::mutex> lock(mutex);
-  cache[paths.fortunes_dir] = std::move(counts);
+  count_texts(d, fortune_signature(paths.fortunes_dir, d.classes), "fortunes cannot be read: ",
+              [&] { return read_fortunes(paths.fortunes_dir); });
   return d;
 }
 
@@ -167,36 +176,13 @@ dataset_info wordnet_info(const dataset_paths& paths) {
   d.classes = {"adj", "adv", "noun", "verb"};
   d.status = "WordNet 3.0's synsets as \"lemma, lemma: gloss\" (English definitions, about "
              "117,000); the class is the part of speech";
-  static std::mutex mutex;
-  static std::map<std::string, fortune_counts> cache;
   std::string sig;
   for (const auto& c : d.classes) {
     std::error_code ec;
     fs::path p = fs::path(paths.wordnet_dir) / ("data." + c);
     sig += c + ':' + std::to_string(fs::file_size(p, ec)) + ';';
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = cache.find(paths.wordnet_dir);
-    if (it != cache.end() && it->second.signature == sig) {
-      d.train_size = it->second.train;
-      d.test_size = it->second.test;
-      return d;
-    }
-  }
-  auto corpus = read_wordnet(paths.wordnet_dir);
-  if (!corpus) {
-    d.available = false;
-    d.status = corpus.error().message;
-    return d;
-  }
-  fortune_counts counts{sig};
-  for (const auto& t : corpus->texts)
-    ++(fortune_is_test(t) ? counts.test : counts.train);
-  d.train_size = counts.train;
-  d.test_size = counts.test;
-  std::lock_guard<std::mutex> lock(mutex);
-  cache[paths.wordnet_dir] = std::move(counts);
+  count_texts(d, sig, "", [&] { return read_wordnet(paths.wordnet_dir); });
   return d;
 }
 

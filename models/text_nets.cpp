@@ -1,6 +1,7 @@
 #include "models/text_nets.hpp"
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "models/repository.hpp"
 #include "trainers/spec.hpp"
 
 namespace fs = std::filesystem;
@@ -401,6 +403,18 @@ std::vector<layer_state> AwdLstmImpl::initial_state(int64_t batch) const {
 
 std::pair<torch::Tensor, std::vector<layer_state>> AwdLstmImpl::forward(const torch::Tensor& x,
                                                                         const std::vector<layer_state>& state) {
+  return run(x, state, nullptr);
+}
+
+torch::Tensor AwdLstmImpl::all_layers(const torch::Tensor& x) {
+  std::vector<torch::Tensor> outs;
+  run(x, {}, &outs);
+  return torch::cat(outs, 2);
+}
+
+std::pair<torch::Tensor, std::vector<layer_state>> AwdLstmImpl::run(const torch::Tensor& x,
+                                                                    const std::vector<layer_state>& state,
+                                                                    std::vector<torch::Tensor>* outs) {
   const bool training = is_training();
   auto w = encoder_->weight;
   if (training && o_.embed_p > 0) {
@@ -416,6 +430,8 @@ std::pair<torch::Tensor, std::vector<layer_state>> AwdLstmImpl::forward(const to
     auto r = std::static_pointer_cast<WeightDropLstmImpl>(rnns_[i])->forward(h, s[i]);
     h = r.first;
     out_state.push_back(r.second);
+    if (outs)
+      outs->push_back(h);
     if (i + 1 < rnns_.size())
       h = rnn_dropout(h, o_.hidden_p, training);
   }
@@ -467,8 +483,14 @@ torch::Tensor concat_pool(const torch::Tensor& h, const torch::Tensor& lengths, 
 
 TextClassifierImpl::TextClassifierImpl(awd_options o, int64_t classes, double head_p) : head_p_(head_p) {
   encoder = register_module("encoder", AwdLstm(o));
-  torch::nn::BatchNorm1d bn1(3 * o.emb), bn2(50);
-  torch::nn::Linear fc1(3 * o.emb, 50), fc2(50, classes);
+  // Running statistics as the cumulative mean over every batch seen (momentum
+  // None), not an exponential average: while the encoder is frozen its
+  // features do not move, and on a small data set (a few dozen batches) an
+  // exponential average of momentum 0.1 is still mostly its initial 0 / 1.
+  auto bn = [](int64_t n) { return torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(n).momentum(c10::nullopt)); };
+  const int64_t f = 3 * (o.hidden * (o.layers - 1) + o.emb);
+  torch::nn::BatchNorm1d bn1 = bn(f), bn2 = bn(50);
+  torch::nn::Linear fc1(f, 50), fc2(50, classes);
   auto head = register_module("head", torch::nn::ModuleList());
   head->push_back(bn1);
   head->push_back(fc1);
@@ -481,7 +503,7 @@ TextClassifierImpl::TextClassifierImpl(awd_options o, int64_t classes, double he
 }
 
 torch::Tensor TextClassifierImpl::features(const torch::Tensor& x, const torch::Tensor& lengths) {
-  return concat_pool(encoder->forward(x).first, lengths, true);
+  return concat_pool(encoder->all_layers(x), lengths, true);
 }
 
 torch::Tensor TextClassifierImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths) {
@@ -491,6 +513,11 @@ torch::Tensor TextClassifierImpl::forward(const torch::Tensor& x, const torch::T
   h = torch::relu(fc1_->forward(h));
   h = F::dropout(bn2_->forward(h), F::DropoutFuncOptions().p(head_p_).training(tr));
   return fc2_->forward(h);
+}
+
+void TextClassifierImpl::reset_head_statistics() {
+  bn1_->reset_running_stats();
+  bn2_->reset_running_stats();
 }
 
 std::vector<torch::Tensor> TextClassifierImpl::head_parameters() const {
@@ -503,6 +530,20 @@ std::vector<torch::Tensor> TextClassifierImpl::head_parameters() const {
 }
 
 // --- on disk ----------------------------------------------------------------------
+
+std::string builtin_text_model_dir(const std::string& name) {
+  std::error_code ec;
+  auto holds = [&](const fs::path& d) { return fs::exists(d / "text_model.json", ec); };
+  if (const char* env = std::getenv("ROOKERY_TEXT_MODELS"); env && *env)
+    return holds(fs::path(env) / name) ? (fs::path(env) / name).string() : "";
+  if (!builtin_models_dir().empty() && holds(fs::path(builtin_models_dir()) / name))
+    return (fs::path(builtin_models_dir()) / name).string();
+  const auto exe = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  for (const auto& d : {exe / "builtin-models" / name, exe / ".." / "build" / "builtin-models" / name})
+    if (holds(d))
+      return fs::weakly_canonical(d, ec).string();
+  return "";
+}
 
 result<std::shared_ptr<text_model>> load_text_model(const std::string& dir_s) {
   const fs::path dir = dir_s;
@@ -559,7 +600,7 @@ std::vector<float> embed_text(text_model& m, std::string_view text) {
   auto enc = m.encoder();
   enc->eval();
   auto x = torch::tensor(ids, torch::kLong).unsqueeze(0);
-  auto h = enc->forward(x).first;
+  auto h = enc->all_layers(x);
   auto f = concat_pool(h, torch::tensor({static_cast<int64_t>(ids.size())}), false).contiguous();
   return {f.data_ptr<float>(), f.data_ptr<float>() + f.numel()};
 }

@@ -20,10 +20,16 @@
 //                      tie its weights to the embedding.
 //   LanguageModel      AwdLstm + a decoder tied to the embedding (only its
 //                      bias is its own), predicting the next token.
-//   TextClassifier     AwdLstm + fastai's pooling head: [last, max, mean] of
-//                      the last layer over the real tokens -> batch norm,
-//                      dropout, linear(3 x emb, 50), ReLU, batch norm,
-//                      dropout, linear(50, classes).
+//   TextClassifier     AwdLstm + fastai's pooling head: [last, max, mean]
+//                      over the real tokens -> batch norm, dropout,
+//                      linear(3 x F, 50), ReLU, batch norm, dropout,
+//                      linear(50, classes). Unlike ULMFiT, which pools the
+//                      last layer only, F is every layer's outputs side by
+//                      side (ELMo's lesson: lower layers carry more of the
+//                      text's content): the last layer of an LM with a tied
+//                      decoder saturates towards +-1 to make its logits
+//                      peak, and its max-pool alone is nearly the same for
+//                      every text (docs/text-lm.md).
 //
 // A text model on disk (what a text job exports and the `text_model`
 // operator serves): text_model.json {arch, task "lm" | "classify", options,
@@ -110,6 +116,11 @@ public:
   /// step. Dropouts apply in training mode only.
   std::pair<torch::Tensor, std::vector<layer_state>> forward(const torch::Tensor& x,
                                                              const std::vector<layer_state>& state = {});
+  /// Every layer's outputs, concatenated: B x T x feature_width() (the
+  /// classifier's and the served embedding's input; see TextClassifier).
+  torch::Tensor all_layers(const torch::Tensor& x);
+  /// hidden x (layers - 1) + emb.
+  int64_t feature_width() const { return o_.hidden * (o_.layers - 1) + o_.emb; }
   std::vector<layer_state> initial_state(int64_t batch) const;
   /// The embedding matrix (vocab x emb), which the LM decoder ties to.
   torch::Tensor embedding_weight() const;
@@ -118,6 +129,9 @@ public:
   const awd_options& options() const { return o_; }
 
 private:
+  std::pair<torch::Tensor, std::vector<layer_state>> run(const torch::Tensor& x,
+                                                         const std::vector<layer_state>& state,
+                                                         std::vector<torch::Tensor>* outs);
   awd_options o_;
   std::shared_ptr<torch::nn::EmbeddingImpl> encoder_;
   std::vector<std::shared_ptr<torch::nn::Module>> rnns_;
@@ -145,9 +159,12 @@ public:
   TextClassifierImpl(awd_options o, int64_t classes, double head_p = 0.1);
   /// Logits B x classes of padded token ids x (B x T) with their lengths.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths);
-  /// The pooled features the head reads (B x 3 emb).
+  /// The pooled features the head reads (B x 3 F).
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& lengths);
   std::vector<torch::Tensor> head_parameters() const;
+  /// Forgets the head's batch-norm statistics (when the encoder under it
+  /// starts to change: the old features' statistics no longer hold).
+  void reset_head_statistics();
   AwdLstm encoder{nullptr};
 
 private:
@@ -167,9 +184,17 @@ struct text_model {
   LanguageModel lm{nullptr};       // task lm
   TextClassifier classifier{nullptr}; // task classify
   AwdLstm encoder() const { return lm ? lm->encoder : classifier->encoder; }
-  /// The served embedding's width: [max, mean] of the last layer.
-  int64_t dim() const { return 2 * options.emb; }
+  /// The served embedding's width: [max, mean] of every layer's outputs.
+  int64_t dim() const { return 2 * (options.hidden * (options.layers - 1) + options.emb); }
 };
+
+/// Where the built-in text model `name` (the shipped "text-lm") is: under
+/// $ROOKERY_TEXT_MODELS when set, else the `builtin_models` directory when it
+/// holds it, else builtin-models/ next to the executable (or ../build/'s, for
+/// other build directories), as the faces models are found. "" when none
+/// holds a text_model.json. Like the faces, it does not depend on the
+/// `builtin_models` setting, which names the zoo's weights.
+std::string builtin_text_model_dir(const std::string& name);
 
 /// Loads <dir>/text_model.json, tokenizer.bpe and the weights. not_found when
 /// the directory holds no text model, unprocessable when it is damaged.
@@ -177,7 +202,7 @@ result<std::shared_ptr<text_model>> load_text_model(const std::string& dir);
 
 /// The served embedding of one text: tokens (at most max_len, at least one:
 /// an empty text reads as eos) through the encoder in eval mode, then
-/// [max, mean] of the last layer: 2 x emb floats. Not thread-safe per model.
+/// [max, mean] of every layer's outputs: dim() floats. Not thread-safe per model.
 std::vector<float> embed_text(text_model& m, std::string_view text);
 
 } // namespace rookery::text

@@ -19,7 +19,7 @@ start=$(date +%s)
 dst="$ROOT/models/builtin/text-lm"
 mkdir -p "$dst"
 cp "$JOB/model/text_model.json" "$JOB/model/tokenizer.bpe" "$JOB/model/model.pt" "$dst/"
-jq --arg s "$(( $(date +%s) - start ))" '{outcome, epochs_run, steps, final_metrics, perplexity, tokenizer, seconds: ($s | tonumber)}' \
+jq --arg s "$(( $(date +%s) - start ))" '{outcome, epochs, steps, metrics, perplexity, tokenizer, seconds: ($s | tonumber)}' \
   "$JOB.result.json" > "$dst/provenance.json"
 echo "installed into $dst:"
 ls -l "$dst"

@@ -130,12 +130,13 @@ result<series_block> series_block::from_json(const json& j) {
   return b;
 }
 
-result<series_task> parse_series_task(const json& spec, const data::dataset_info& ds) {
-  const bool forecasting = ds.kind == "series_forecasting";
-  if (ds.kind != "series_classification" && !forecasting)
-    return fail(errc::bad_request, "the timeseries trainer needs a series data set "
-                                   "(series_classification or series_forecasting); '"
-                                     + ds.name + "' is " + ds.kind);
+namespace {
+
+/// spec["task"]'s "input" and "target" objects (empty when absent), once the
+/// input block, if named, is `block` (whose items are `items`): otherwise a
+/// 400 naming the block and the data set.
+result<std::pair<const json*, const json*>> task_objects(const json& spec, const data::dataset_info& ds,
+                                                         const std::string& block, const std::string& items) {
   auto task = spec_object(spec, "task");
   if (!task)
     return task.error();
@@ -145,16 +146,33 @@ result<series_task> parse_series_task(const json& spec, const data::dataset_info
   auto target = spec_object(**task, "target");
   if (!target)
     return fail(errc::bad_request, "'task.target' must be an object");
-  series_task t;
-  std::string in_block = "timeseries";
+  std::string in_block = block;
   spec_reader ri(**input, "task.input");
   ri.string("block", in_block);
   if (auto st = ri.done(); !st)
     return st.error();
-  if (in_block != "timeseries")
+  if (in_block != block)
     return fail(errc::bad_request, "task.input.block '" + in_block + "' does not suit data set '"
-                                     + ds.name + "' (" + ds.kind + "): its items are series, "
-                                     "the input block is 'timeseries'");
+                                     + ds.name + "' (" + ds.kind + "): its items are " + items
+                                     + ", the input block is '" + block + "'");
+  return std::pair<const json*, const json*>{*input, *target};
+}
+
+} // namespace
+
+result<series_task> parse_series_task(const json& spec, const data::dataset_info& ds) {
+  const bool forecasting = ds.kind == "series_forecasting";
+  if (ds.kind != "series_classification" && !forecasting)
+    return fail(errc::bad_request, "the timeseries trainer needs a series data set "
+                                   "(series_classification or series_forecasting); '"
+                                     + ds.name + "' is " + ds.kind);
+  auto objs = task_objects(spec, ds, "timeseries", "series");
+  if (!objs)
+    return objs.error();
+  const json* input = objs->first;
+  const json* target = objs->second;
+  series_task t;
+  spec_reader ri(*input, "task.input");
   int64_t season = 1;
   if (forecasting) {
     season = data::series_season(ds.name);
@@ -167,7 +185,7 @@ result<series_task> parse_series_task(const json& spec, const data::dataset_info
     return st.error();
 
   t.target.block = forecasting ? "continuous" : "label";
-  spec_reader rt(**target, "task.target");
+  spec_reader rt(*target, "task.target");
   rt.choice("block", t.target.block, {"label", "continuous"});
   if (auto st = rt.done(); !st)
     return st.error();
@@ -209,31 +227,19 @@ result<text_task> parse_text_task(const json& spec, const data::dataset_info& ds
   if (ds.kind != "text_classification")
     return fail(errc::bad_request, "the text trainer needs a text data set (text_classification); '"
                                      + ds.name + "' is " + ds.kind);
-  auto task = spec_object(spec, "task");
-  if (!task)
-    return task.error();
-  auto input = spec_object(**task, "input");
-  if (!input)
-    return fail(errc::bad_request, "'task.input' must be an object");
-  auto target = spec_object(**task, "target");
-  if (!target)
-    return fail(errc::bad_request, "'task.target' must be an object");
+  auto objs = task_objects(spec, ds, "text", "texts");
+  if (!objs)
+    return objs.error();
+  const json* input = objs->first;
+  const json* target = objs->second;
   text_task t;
-  std::string in_block = "text";
-  spec_reader ri(**input, "task.input");
-  ri.string("block", in_block);
-  if (auto st = ri.done(); !st)
-    return st.error();
-  if (in_block != "text")
-    return fail(errc::bad_request, "task.input.block '" + in_block + "' does not suit data set '"
-                                     + ds.name + "' (" + ds.kind + "): its items are texts, "
-                                     "the input block is 'text'");
+  spec_reader ri(*input, "task.input");
   ri.integer("vocab", t.input.vocab, 260, 64000).integer("max_len", t.input.max_len, 2, 4096);
-  for (auto& [k, v] : (*input)->items())
+  for (auto& [k, v] : input->items())
     ri.check(k == "block" || k == "vocab" || k == "max_len", k, "is not a text block key (block, vocab, max_len)");
   if (auto st = ri.done(); !st)
     return st.error();
-  spec_reader rt(**target, "task.target");
+  spec_reader rt(*target, "task.target");
   rt.string("block", t.target);
   if (auto st = rt.done(); !st)
     return st.error();
@@ -244,7 +250,7 @@ result<text_task> parse_text_task(const json& spec, const data::dataset_info& ds
                                        "{\"block\": \"lm\"}");
   if (t.target != "label" && t.target != "lm")
     return fail(errc::bad_request, "task.target.block must be 'label' or 'lm', not '" + t.target + "'");
-  for (auto& [k, v] : (*target)->items())
+  for (auto& [k, v] : target->items())
     rt.check(k == "block", k, "is not a key of the " + t.target + " block");
   if (auto st = rt.done(); !st)
     return st.error();

@@ -28,11 +28,8 @@ result<std::string> find_text_model_dir(const data::dataset_paths& paths, const 
     if (fs::exists(own / "text_model.json", ec))
       return own.string();
   }
-  if (!builtin_models_dir().empty()) {
-    auto builtin = fs::path(builtin_models_dir()) / name;
-    if (fs::exists(builtin / "text_model.json", ec))
-      return builtin.string();
-  }
+  if (auto builtin = text::builtin_text_model_dir(name); !builtin.empty())
+    return builtin;
   return fail(errc::not_found, "model.pretrained: no text model '" + name
                                  + "' (the built-in one is 'text-lm'; a finished text job "
                                    "registers others)");
@@ -146,6 +143,8 @@ public:
             item.value().copy_(*v);
         }
       }
+      if (pre)
+        pretrained_from_ = fs::path(cfg_.pretrained_dir).filename().string();
       stream_len_ = tokens / hyper_.batch_size;
       if (stream_len_ < 2)
         return fail(errc::bad_request, "data set '" + ds_.name + "' has too few tokens ("
@@ -235,7 +234,7 @@ public:
     }
     if (auto st = tok_.save((fs::path(dir) / "tokenizer.bpe").string()); !st)
       return st.error();
-    e.dim = static_cast<uint32_t>(2 * cfg_.options.emb);
+    e.dim = static_cast<uint32_t>(2 * (cfg_.options.hidden * (cfg_.options.layers - 1) + cfg_.options.emb));
     e.options_json = cfg_.options.to_json();
     e.preprocess_json = task_.input.to_json();
     json cfg{{"arch", "awd_lstm"},
@@ -356,12 +355,16 @@ private:
   }
 
   /// Gradual unfreezing: in epoch k (0-based) the top k + 1 groups train.
+  /// When a group of the encoder starts to train, the head's batch-norm
+  /// statistics (a cumulative mean) start again from the new features.
   void apply_unfreeze(int64_t epoch) {
     for (size_t g = 0; g < groups_.size(); ++g) {
       const bool on = !gradual_ || static_cast<int64_t>(g) <= epoch;
       for (auto& p : groups_[g])
         p.set_requires_grad(on);
     }
+    if (gradual_ && epoch >= 1 && epoch < static_cast<int64_t>(groups_.size()))
+      clf_->reset_head_statistics();
   }
 
   metrics classify_step(int64_t epoch, int64_t index) {

@@ -30,7 +30,7 @@
 // Without a pretrained model the tokenizer is trained on the training texts
 // (byte-level BPE, deterministic, so a resume rebuilds the same one).
 // Export: <dir>/text_model.json, tokenizer.bpe and model.pt (see text_nets.hpp);
-// serves a text embedding ([max, mean] of the encoder's last layer).
+// serves a text embedding ([max, mean] of every encoder layer's outputs).
 #pragma once
 #include <memory>
 
@@ -41,7 +41,7 @@
 namespace rookery::train {
 
 /// Where a text model named `name` lives: <data>/text-models/<name> when a
-/// job registered one, else the built-in <builtin_models>/<name> (the
+/// job registered one, else the built-in one (text::builtin_text_model_dir: the
 /// shipped "text-lm"). not_found when neither holds a text model.
 result<std::string> find_text_model_dir(const data::dataset_paths& paths, const std::string& name);
 

@@ -9,8 +9,8 @@
 //                "text_model", "name": N}): a model a text job registered
 //                (<data>/text-models/N) or a built-in one (the shipped
 //                "text-lm"). Its BPE tokenizer, then the AWD-LSTM
-//                encoder in eval mode, [max, mean] of its last layer over the
-//                tokens (at most the model's max_len): 2 x emb floats.
+//                encoder in eval mode, [max, mean] of every layer's outputs
+//                over the tokens (at most the model's max_len).
 //                Models are loaded once per directory and shared by every
 //                pipeline and stage that names them.
 #include <filesystem>
@@ -184,9 +184,9 @@ result<std::unique_ptr<op>> make_text_model(const json& j, const limits&) {
   if (auto root = text_models_dir(); !root.empty() && fs::exists(fs::path(root) / name / "text_model.json", ec)) {
     dir = fs::path(root) / name;
     weights = "trained by a Rookery text job (POST /v1/jobs/{id}/register)";
-  } else if (!builtin_models_dir().empty()) {
-    dir = fs::path(builtin_models_dir()) / name;
-    weights = "built in: trained by Rookery (docs/text-lm.md has the recipe; not a published checkpoint)";
+  } else if (auto builtin = text::builtin_text_model_dir(name); !builtin.empty()) {
+    dir = builtin;
+    weights = "built in: trained by Rookery on WordNet 3.0's glosses (docs/text-lm.md; not a published checkpoint)";
   }
   if (dir.empty() || !fs::exists(dir / "text_model.json", ec))
     return std::unique_ptr<op>(new text_model_op(name, nullptr, "", "no text model named '" + name + "' is installed"));

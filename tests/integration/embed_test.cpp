@@ -116,10 +116,11 @@ TEST_CASE("bad input gets a clear 4xx and the server keeps serving", "[integrati
   };
   auto photo = read_file(photo_path("coffee.png"));
 
-  auto text = post("just some plain words, not an image at all\n");
+  // Bytes no pipeline takes (prose now goes to the text pipeline).
+  auto text = post(std::string("\x01\x02\x03\xfe\xff\x00\x10\x80 not an image, not text", 32));
   CHECK(text.status == 415);
   CHECK(text.headers["content-type"] == "application/problem+json");
-  CHECK(text.json()["detail"].get<std::string>().find("text/plain") != std::string::npos);
+  CHECK(text.json()["detail"].get<std::string>().find("application/octet-stream") != std::string::npos);
   CHECK(text.json()["detail"].get<std::string>().find("image/jpeg") != std::string::npos);
 
   CHECK(post("").status == 400);

@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -252,6 +253,34 @@ std::string signup_and_login(const server& s, const std::string& user,
   if (r.status != 200)
     throw std::runtime_error("login failed: " + std::to_string(r.status) + " " + r.body);
   return r.json()["token"].get<std::string>();
+}
+
+nlohmann::json wait_for_job(const server& s, const std::string& token, const std::string& id,
+                            int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  nlohmann::json job;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto g = http("GET", s.url("/v1/jobs/" + id), "", {{"Authorization", "Bearer " + token}});
+    if (g.status != 200)
+      throw std::runtime_error("GET /v1/jobs/" + id + " answered " + std::to_string(g.status));
+    job = g.json();
+    auto st = job["state"].get<std::string>();
+    if (st == "succeeded" || st == "failed" || st == "cancelled")
+      return job;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  throw std::runtime_error("job " + id + " did not finish in " + std::to_string(seconds)
+                           + " s: " + job.dump().substr(0, 600));
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    d += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return d / std::sqrt(na * nb + 1e-30);
 }
 
 } // namespace rookery::test

@@ -84,4 +84,12 @@ const reference& exported();
 /// Runs a shell command; returns its exit status.
 int sh(const std::string& cmd);
 
+/// Polls GET /v1/jobs/{id} (bearer `token`) until the job is succeeded,
+/// failed or cancelled; throws after `seconds`. Returns the job.
+nlohmann::json wait_for_job(const server& s, const std::string& token, const std::string& id,
+                            int seconds = 300);
+
+/// Cosine similarity of two vectors of the same length.
+double cosine(const std::vector<float>& a, const std::vector<float>& b);
+
 } // namespace rookery::test

@@ -101,7 +101,8 @@ TEST_CASE("the default image pipeline and /v2 serve the built-in nsfwjs weights 
   CHECK(p.json()["weights"] == "nsfwjs@4.4.0 inception_v3");
   auto all = http("GET", s.url("/v1/pipelines"), "", bearer(token));
   REQUIRE(all.status == 200);
-  for (auto& pl : all.json()["pipelines"])
+  const auto listing = all.json(); // a named value: ranging over a temporary's member dangles
+  for (auto& pl : listing["pipelines"])
     if (pl["name"] == "image")
       CHECK(pl["weights"] == "nsfwjs@4.4.0 inception_v3");
 

@@ -125,7 +125,7 @@ TEST_CASE("pipelines: a multipart body of several files is a batch, answered in 
   auto h = bearer(token);
   h.emplace_back("Content-Type", "multipart/form-data; boundary=bNd");
   auto r = http("POST", s.url("/v1/embed"),
-                multipart("bNd", {{"cat", png}, {"junk", "plain text, not an image"}, {"cup", other}}), h);
+                multipart("bNd", {{"cat", png}, {"junk", std::string("\x01\x02\x03\xfe\xff\x00 not an image", 20)}, {"cup", other}}), h);
   REQUIRE(r.status == 200);
   auto items = r.json()["items"];
   REQUIRE(items.size() == 3);
@@ -251,6 +251,8 @@ TEST_CASE("pipelines: a numeric CSV or JSON series gets MiniRocket features from
   CHECK(two.body.find("2 numeric columns (a, b)") != std::string::npos);
   CHECK(http("POST", s.url("/v1/embed?pipeline=timeseries"), "1,2,x\n", bearer(token)).status == 400);
   CHECK(http("POST", s.url("/v1/embed?pipeline=timeseries"), "[1]", bearer(token)).status == 400);
-  // Prose is not a series (no text pipeline yet: 415).
-  CHECK(http("POST", s.url("/v1/embed"), "It was a dark and stormy night; the rain fell.\n", bearer(token)).status == 415);
+  // Prose is not a series: it goes to the text pipeline.
+  auto prose = http("POST", s.url("/v1/embed"), "It was a dark and stormy night; the rain fell.\n", bearer(token));
+  REQUIRE(prose.status == 200);
+  CHECK(prose.json()["pipeline"] == "text");
 }

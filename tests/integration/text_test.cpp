@@ -19,32 +19,6 @@ header_list bearer(const std::string& token) {
   return {{"Authorization", "Bearer " + token}};
 }
 
-json wait_done(const server& s, const std::string& token, const std::string& id) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
-  json job;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto g = http("GET", s.url("/v1/jobs/" + id), "", bearer(token));
-    REQUIRE(g.status == 200);
-    job = g.json();
-    auto st = job["state"].get<std::string>();
-    if (st == "succeeded" || st == "failed" || st == "cancelled")
-      return job;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  FAIL("job " << id << " did not finish: " << job.dump().substr(0, 600));
-  return job;
-}
-
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return d / std::sqrt(na * nb + 1e-30);
-}
-
 } // namespace
 
 TEST_CASE("the built-in text pipeline embeds prose, {text} and {texts}", "[integration][text]") {
@@ -149,7 +123,7 @@ TEST_CASE("text jobs: fine-tune the built-in LM, classify, register, embed", "[i
   REQUIRE(lm.status == 202);
   for (auto key : {"id", "state", "href", "events", "artifacts"})
     CHECK(lm.json().contains(key));
-  auto lm_job = wait_done(s, alice, lm.json()["id"].get<std::string>());
+  auto lm_job = wait_for_job(s, alice, lm.json()["id"].get<std::string>());
   REQUIRE(lm_job["state"] == "succeeded");
   CHECK(lm_job["result"]["model"]["serves"] == "text_embedding");
   CHECK(lm_job["result"]["fine_tuned_from"] == "text-lm");
@@ -167,7 +141,7 @@ TEST_CASE("text jobs: fine-tune the built-in LM, classify, register, embed", "[i
                                   {"limit_test", 32}}}}.dump(),
                   bearer(alice));
   REQUIRE(clf.status == 202);
-  auto clf_job = wait_done(s, alice, clf.json()["id"].get<std::string>());
+  auto clf_job = wait_for_job(s, alice, clf.json()["id"].get<std::string>());
   REQUIRE(clf_job["state"] == "succeeded");
   CHECK(clf_job["metrics"].contains("val_acc"));
   auto reg2 = http("POST", s.url("/v1/jobs/" + clf_job["id"].get<std::string>() + "/register"),

@@ -21,38 +21,12 @@ header_list bearer(const std::string& token) {
   return {{"Authorization", "Bearer " + token}};
 }
 
-json wait_done(const server& s, const std::string& token, const std::string& id) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
-  json job;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto g = http("GET", s.url("/v1/jobs/" + id), "", bearer(token));
-    REQUIRE(g.status == 200);
-    job = g.json();
-    auto st = job["state"].get<std::string>();
-    if (st == "succeeded" || st == "failed" || st == "cancelled")
-      return job;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  FAIL("job " << id << " did not finish: " << job.dump().substr(0, 600));
-  return job;
-}
-
 std::string csv_of(const std::vector<double>& x) {
   std::ostringstream out;
   out << "value\n";
   for (double v : x)
     out << v << "\n";
   return out.str();
-}
-
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return d / std::sqrt(na * nb + 1e-30);
 }
 
 } // namespace
@@ -112,7 +86,7 @@ TEST_CASE("time-series jobs: data sets, blocks, LR finder, train, register, embe
   REQUIRE(lf.status == 202);
   for (auto key : {"id", "state", "href", "events", "artifacts"})
     CHECK(lf.json().contains(key));
-  auto lf_job = wait_done(s, alice, lf.json()["id"].get<std::string>());
+  auto lf_job = wait_for_job(s, alice, lf.json()["id"].get<std::string>());
   REQUIRE(lf_job["state"] == "succeeded");
   CHECK(lf_job["result"]["outcome"] == "lr_find");
   REQUIRE(lf_job["result"]["suggested_lr"].is_number());
@@ -128,7 +102,7 @@ TEST_CASE("time-series jobs: data sets, blocks, LR finder, train, register, embe
                   bearer(alice));
   REQUIRE(sub.status == 202);
   auto id = sub.json()["id"].get<std::string>();
-  auto job = wait_done(s, alice, id);
+  auto job = wait_for_job(s, alice, id);
   REQUIRE(job["state"] == "succeeded");
   CHECK(job["metrics"]["val_acc"].get<double>() > 0.8);
   CHECK(job["result"]["model"]["serves"] == "series_embedding");

@@ -68,12 +68,13 @@ TEST_CASE("docs/tutorials/text.md runs as written", "[integration][tutorial][tex
   REQUIRE(status == 0);
   CHECK(out.find("\"pipeline\": \"text\"") != std::string::npos);
   CHECK(out.find("dog~puppy ") != std::string::npos);
-  CHECK(out.find("text_classification") == std::string::npos); // the listing prints names, not kinds
   CHECK(out.find("fortunes\t") != std::string::npos);
-  CHECK(out.find("does not suit data set 'fortunes'") != std::string::npos);
+  CHECK(out.find("\"format\": \"text_folder\"") != std::string::npos);
+  CHECK(out.find("does not suit data set 'reviews'") != std::string::npos);
   CHECK(out.find("suggested lr: ") != std::string::npos);
   CHECK(out.find("200 image/png") != std::string::npos);
   CHECK(out.find("\"fine_tuned_from\": \"text-lm\"") != std::string::npos);
   CHECK(out.find("\"serves\": \"text_embedding\"") != std::string::npos);
-  CHECK(out.find("\"pipeline\": \"fortune-sayings\"") != std::string::npos);
+  CHECK(out.find("learned") != std::string::npos);
+  CHECK(out.find("\"pipeline\": \"review-sentiment\"") != std::string::npos);
 }

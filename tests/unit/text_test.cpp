@@ -146,7 +146,7 @@ TEST_CASE("concat pooling reads only the real tokens, so padding changes nothing
   auto padded = torch::cat({a, torch::zeros({1, 4}, torch::kLong)}, 1);
   auto fa = clf->features(a, torch::tensor({int64_t{5}}));
   auto fp = clf->features(padded, torch::tensor({int64_t{5}}));
-  CHECK(fa.sizes() == torch::IntArrayRef{1, 18});
+  CHECK(fa.sizes() == torch::IntArrayRef{1, 48}); // 3 x (hidden 10 + emb 6): every layer's outputs
   CHECK(torch::allclose(fa, fp, 1e-6, 1e-6));
   // [last, max, mean] of known rows.
   auto h = torch::tensor({{1.f, -1.f}, {3.f, 2.f}, {100.f, 100.f}}).unsqueeze(0);
@@ -239,7 +239,7 @@ TEST_CASE("the text trainer: an LM, then a classifier fine-tuned from it with gr
   CHECK(r->final_metrics["val_perplexity"] < 360); // below the uniform 360 after 12 steps
   REQUIRE(r->model);
   CHECK(r->model->what == train::serves::text_embedding);
-  CHECK(r->model->dim == 32);
+  CHECK(r->model->dim == 80); // [max, mean] of both layers: 2 x (24 + 16)
   const auto model_dir = fs::path(ctx.dir) / "model";
   CHECK(fs::exists(model_dir / "tokenizer.bpe"));
   auto m = text::load_text_model(model_dir.string());
@@ -247,9 +247,9 @@ TEST_CASE("the text trainer: an LM, then a classifier fine-tuned from it with gr
   CHECK((*m)->task == "lm");
   auto v1 = text::embed_text(**m, "A computer is a machine.");
   auto v2 = text::embed_text(**m, "A computer is a machine.");
-  CHECK(v1.size() == 32);
+  CHECK(v1.size() == 80);
   CHECK(v1 == v2);
-  CHECK(text::embed_text(**m, "").size() == 32);
+  CHECK(text::embed_text(**m, "").size() == 80);
 
   // Register it as a text model and fine-tune a classifier from it.
   fs::create_directories(tmp.path / "text-models");
@@ -290,7 +290,7 @@ TEST_CASE("the text trainer: an LM, then a classifier fine-tuned from it with gr
   REQUIRE(cm);
   CHECK((*cm)->task == "classify");
   CHECK((*cm)->classes.size() > 10);
-  CHECK(text::embed_text(**cm, "hello").size() == 32);
+  CHECK(text::embed_text(**cm, "hello").size() == 80);
 
   // Refusals, before anything loads.
   auto bad = clf_spec;
