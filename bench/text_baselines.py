@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Baselines and scoring for bench/text_bench.sh (scikit-learn from Debian).
 
-  text_baselines.py fortunes [DIR]
+  text_baselines.py fortunes [DIR [N]]
       TF-IDF + logistic regression on fortunes' categories, on the split
       Rookery's trainer uses (a fortune is held out when the 64-bit FNV-1a
       hash of its stripped bytes is 0 mod 10: datasets/detail.hpp), so the
-      three classifiers of the bench are judged on the same test texts.
+      three classifiers of the bench are judged on the same test texts;
+      N > 0 trains on a seeded subset of N training texts.
   text_baselines.py wordnet-queries [DIR] N
       N held-out WordNet synsets (test split, single-sense lemmas, one per
       lemma) as JSON lines {"lemma", "gloss"}.
@@ -81,7 +82,7 @@ def read_wordnet(d):
     return out
 
 
-def fortunes(d):
+def fortunes(d, limit=0):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     cats, texts, labels = read_fortunes(d)
@@ -91,12 +92,18 @@ def fortunes(d):
     ytr = [y for y, s in zip(labels, test) if not s]
     xte = [t for t, s in zip(dec, test) if s]
     yte = [y for y, s in zip(labels, test) if s]
+    if limit and limit < len(xtr):
+        # A seeded subset of the same size as the trainer's limit_train (not
+        # the same texts: the trainer's subset comes from its own shuffle).
+        pick = np.random.default_rng(0).choice(len(xtr), size=limit, replace=False)
+        xtr = [xtr[i] for i in pick]
+        ytr = [ytr[i] for i in pick]
     vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
     a = vec.fit_transform(xtr)
     clf = LogisticRegression(C=10, max_iter=300)
     clf.fit(a, ytr)
     acc = float((clf.predict(vec.transform(xte)) == np.array(yte)).mean())
-    majority = float((np.array(yte) == np.bincount(ytr).argmax()).mean())
+    majority = float((np.array(yte) == np.bincount(ytr, minlength=len(cats)).argmax()).mean())
     print(json.dumps({"classes": len(cats), "train": len(xtr), "test": len(xte),
                       "tfidf_logreg_acc": round(acc, 4), "majority_acc": round(majority, 4)}))
 
@@ -126,7 +133,10 @@ def recall_of(q, c, k):
     q = q / (np.linalg.norm(q, axis=1, keepdims=True) + 1e-12)
     c = c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-12)
     s = q @ c.T
-    rank = (s > s[np.arange(len(q)), np.arange(len(q))][:, None]).sum(1)
+    # Ties count against the true lemma (a gloss that shares no word with
+    # any lemma scores 0 everywhere and must not count as found).
+    true = s[np.arange(len(q)), np.arange(len(q))][:, None]
+    rank = (s >= true).sum(1) - 1
     return float((rank < k).mean())
 
 
@@ -151,7 +161,8 @@ def recall(queries, gloss_emb, lemma_emb):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "fortunes":
-        fortunes(sys.argv[2] if len(sys.argv) > 2 else "/usr/share/games/fortunes")
+        fortunes(sys.argv[2] if len(sys.argv) > 2 else "/usr/share/games/fortunes",
+                 int(sys.argv[3]) if len(sys.argv) > 3 else 0)
     elif cmd == "wordnet-queries":
         wordnet_queries(sys.argv[2], int(sys.argv[3]))
     elif cmd == "recall":
