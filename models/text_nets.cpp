@@ -483,10 +483,8 @@ torch::Tensor concat_pool(const torch::Tensor& h, const torch::Tensor& lengths, 
 
 TextClassifierImpl::TextClassifierImpl(awd_options o, int64_t classes, double head_p) : head_p_(head_p) {
   encoder = register_module("encoder", AwdLstm(o));
-  // Running statistics as the cumulative mean over every batch seen (momentum
-  // None), not an exponential average: while the encoder is frozen its
-  // features do not move, and on a small data set (a few dozen batches) an
-  // exponential average of momentum 0.1 is still mostly its initial 0 / 1.
+  // Running statistics: a cumulative mean (momentum None) by default; the
+  // text trainer picks per epoch (see TextTrainer::at_epoch_start).
   auto bn = [](int64_t n) { return torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(n).momentum(c10::nullopt)); };
   const int64_t f = 3 * (o.hidden * (o.layers - 1) + o.emb);
   torch::nn::BatchNorm1d bn1 = bn(f), bn2 = bn(50);
@@ -513,6 +511,11 @@ torch::Tensor TextClassifierImpl::forward(const torch::Tensor& x, const torch::T
   h = torch::relu(fc1_->forward(h));
   h = F::dropout(bn2_->forward(h), F::DropoutFuncOptions().p(head_p_).training(tr));
   return fc2_->forward(h);
+}
+
+void TextClassifierImpl::set_cumulative_statistics(bool cumulative) {
+  for (auto* bn : {bn1_.get(), bn2_.get()})
+    bn->options.momentum(cumulative ? c10::optional<double>() : c10::optional<double>(0.1));
 }
 
 void TextClassifierImpl::reset_head_statistics() {

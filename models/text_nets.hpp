@@ -165,6 +165,9 @@ public:
   /// Forgets the head's batch-norm statistics (when the encoder under it
   /// starts to change: the old features' statistics no longer hold).
   void reset_head_statistics();
+  /// The head's batch norms keep a cumulative mean of the batches since the
+  /// last reset (true) or the usual exponential average, momentum 0.1.
+  void set_cumulative_statistics(bool cumulative);
   AwdLstm encoder{nullptr};
 
 private:

@@ -355,22 +355,29 @@ private:
   }
 
   /// Gradual unfreezing: in epoch k (0-based) the top k + 1 groups train.
-  /// When a group of the encoder starts to train, the head's batch-norm
-  /// statistics (a cumulative mean) start again from the new features.
-  void apply_unfreeze(int64_t epoch) {
+  /// The head's batch-norm statistics: an exponential average (momentum
+  /// 0.1) needs more batches than a small data set has in an epoch (after
+  /// a few dozen it is still mostly its initial 0 / 1), so below 50 batches
+  /// an epoch they are a cumulative mean restarted every epoch (the
+  /// encoder under the head moves between epochs).
+  /// `index`: the step within the epoch (a resumed run starts mid-epoch and
+  /// keeps the checkpoint's statistics).
+  void at_epoch_start(int64_t epoch, int64_t index) {
     for (size_t g = 0; g < groups_.size(); ++g) {
       const bool on = !gradual_ || static_cast<int64_t>(g) <= epoch;
       for (auto& p : groups_[g])
         p.set_requires_grad(on);
     }
-    if (gradual_ && epoch >= 1 && epoch < static_cast<int64_t>(groups_.size()))
+    const bool small = steps_per_epoch() < 50;
+    clf_->set_cumulative_statistics(small);
+    if (small && index == 0)
       clf_->reset_head_statistics();
   }
 
   metrics classify_step(int64_t epoch, int64_t index) {
     if (epoch != order_epoch_) {
       build_batches(epoch);
-      apply_unfreeze(epoch);
+      at_epoch_start(epoch, index);
     }
     const auto bs = static_cast<size_t>(hyper_.batch_size);
     const size_t b = static_cast<size_t>(index) * bs, e = std::min(order_.size(), b + bs);

@@ -1,7 +1,8 @@
 // Text operators:
 //
 //   decode_text  the upload's bytes -> a text: UTF-8 prose as it is, or the
-//                "text" of a JSON object {"text": "..."} (POST /v1/embed
+//                "text" of a JSON object {"text": "..."} (a body that is
+//                not JSON, even if it starts with '{', is prose; POST /v1/embed
 //                splits {"texts": [...]} into one item each). Bytes that
 //                are not UTF-8, an empty text, or more than max_bytes are
 //                the client's error.
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -44,11 +46,10 @@ public:
   status run(item& x) const override {
     std::string text;
     const auto start = x.bytes.find_first_not_of(" \t\r\n");
-    if (start != std::string::npos && x.bytes[start] == '{') {
-      std::string why;
-      auto j = jsonx::parse_bounded(x.bytes, &why);
-      if (!j)
-        return fail(errc::bad_request, "the body starts like JSON but is not: " + why);
+    std::optional<nlohmann::json> j;
+    if (start != std::string::npos && x.bytes[start] == '{')
+      j = jsonx::parse_bounded(x.bytes); // prose that merely starts with '{' stays prose
+    if (j) {
       auto t = j->find("text");
       if (!j->is_object() || t == j->end() || !t->is_string()) {
         if (j->is_object() && j->contains("texts"))

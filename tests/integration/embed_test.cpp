@@ -303,8 +303,13 @@ TEST_CASE("rookery embed FILE gives the server's embedding without a server", "[
   CHECK(j["dim"] == 512);
   CHECK(j["mime"] == "image/png");
   CHECK(cosine(exported().photo_embedding, j["embedding"]) >= 0.99);
-  // Text is refused with a clear message and a non-zero exit.
-  std::ofstream(dir.path + "/note.txt") << "just words\n";
-  CHECK(sh(std::string{ROOKERY_BINARY} + " embed " + dir.path + "/note.txt --data " + dir.path
+  // Bytes no pipeline takes are refused with a clear message and a non-zero exit.
+  std::ofstream(dir.path + "/blob.bin", std::ios::binary) << std::string("\x01\x02\x03\xfe\xff\x00 not an image", 20);
+  CHECK(sh(std::string{ROOKERY_BINARY} + " embed " + dir.path + "/blob.bin --data " + dir.path
            + " 2>/dev/null") == 1);
+  // Prose goes to the text pipeline.
+  std::ofstream(dir.path + "/note.txt") << "just words\n";
+  REQUIRE(sh(std::string{ROOKERY_BINARY} + " embed " + dir.path + "/note.txt --data " + dir.path + " > " + out
+             + " 2>/dev/null") == 0);
+  CHECK(json::parse(read_file(out))["pipeline"] == "text");
 }

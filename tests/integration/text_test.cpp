@@ -91,6 +91,9 @@ TEST_CASE("the built-in text pipeline embeds prose, {text} and {texts}", "[integ
     CHECK(r.status == status);
     CHECK(r.headers["content-type"] == "application/problem+json");
   }
+  // Prose that merely starts with '{' is prose.
+  auto brace = http("POST", s.url("/v1/embed?pipeline=text"), "{curly} braces open this sentence.", bearer(alice));
+  CHECK(brace.status == 200);
   auto latin1 = http("POST", s.url("/v1/embed?pipeline=text"), std::string("caf\xe9 au lait"), bearer(alice));
   CHECK(latin1.status == 400);
   CHECK_THAT(latin1.json()["detail"].get<std::string>(), Catch::Contains("UTF-8"));
