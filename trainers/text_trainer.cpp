@@ -357,9 +357,11 @@ private:
   /// Gradual unfreezing: in epoch k (0-based) the top k + 1 groups train.
   /// The head's batch-norm statistics: an exponential average (momentum
   /// 0.1) needs more batches than a small data set has in an epoch (after
-  /// a few dozen it is still mostly its initial 0 / 1), so below 50 batches
-  /// an epoch they are a cumulative mean restarted every epoch (the
-  /// encoder under the head moves between epochs).
+  /// a few dozen it is still mostly its initial 0 / 1). When fine-tuning
+  /// gradually on fewer than 50 batches an epoch, they are a cumulative
+  /// mean restarted every epoch: exact while the encoder is frozen, and the
+  /// encoder moves slowly under discriminative LRs. From scratch the
+  /// encoder moves fast from the first step, and the usual average wins.
   /// `index`: the step within the epoch (a resumed run starts mid-epoch and
   /// keeps the checkpoint's statistics).
   void at_epoch_start(int64_t epoch, int64_t index) {
@@ -368,7 +370,7 @@ private:
       for (auto& p : groups_[g])
         p.set_requires_grad(on);
     }
-    const bool small = steps_per_epoch() < 50;
+    const bool small = gradual_ && steps_per_epoch() < 50;
     clf_->set_cumulative_statistics(small);
     if (small && index == 0)
       clf_->reset_head_statistics();
