@@ -185,7 +185,6 @@ result<subword_tokenizer> subword_tokenizer::train(const std::vector<std::string
     for (int32_t w : holders) {
       auto& ids = words[static_cast<size_t>(w)];
       const int64_t f = freq[static_cast<size_t>(w)];
-      bool changed = false;
       for (size_t i = 0; i + 1 < ids.size(); ++i) {
         if (ids[i] != a || ids[i + 1] != b)
           continue;
@@ -203,9 +202,7 @@ result<subword_tokenizer> subword_tokenizer::train(const std::vector<std::string
           pairs[key_of(made, ids[i + 1])] += f;
           where[key_of(made, ids[i + 1])].push_back(w);
         }
-        changed = true;
       }
-      (void)changed;
     }
     pairs.erase(best);
   }

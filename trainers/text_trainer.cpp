@@ -39,8 +39,7 @@ namespace {
 
 struct text_config {
   text::awd_options options;
-  bool options_set = false;     // the spec named options (refused beside pretrained sizes)
-  std::string pretrained_dir, pretrained_name;
+  std::string pretrained_dir;
   int64_t bptt = 70;
   double drop_mult = 1.0;
   std::string unfreeze = "gradual";
@@ -304,15 +303,19 @@ private:
 
   metrics lm_validate() {
     lm_->eval();
-    std::vector<int64_t> flat;
-    for (auto& d : test_docs_)
-      flat.insert(flat.end(), d.begin(), d.end());
-    const int64_t B = std::max<int64_t>(1, std::min<int64_t>(hyper_.batch_size, static_cast<int64_t>(flat.size()) / 16));
-    const int64_t L = static_cast<int64_t>(flat.size()) / B;
+    if (!test_stream_.defined()) { // the test texts as B streams, built at the first validation
+      std::vector<int64_t> flat;
+      for (auto& d : test_docs_)
+        flat.insert(flat.end(), d.begin(), d.end());
+      const int64_t B = std::max<int64_t>(1, std::min<int64_t>(hyper_.batch_size, static_cast<int64_t>(flat.size()) / 16));
+      const int64_t L0 = static_cast<int64_t>(flat.size()) / B;
+      flat.resize(static_cast<size_t>(B * L0));
+      test_stream_ = torch::tensor(flat, torch::kLong).view({B, L0}).to(device());
+    }
+    const auto& s = test_stream_;
+    const int64_t L = s.size(1);
     if (L < 2)
       return {};
-    flat.resize(static_cast<size_t>(B * L));
-    auto s = torch::tensor(flat, torch::kLong).view({B, L}).to(device());
     torch::NoGradGuard g;
     std::vector<text::layer_state> state;
     double loss_sum = 0, correct = 0, n = 0;
@@ -441,7 +444,7 @@ private:
   // lm
   text::LanguageModel lm_{nullptr};
   Carried carried_{nullptr};
-  torch::Tensor stream_;
+  torch::Tensor stream_, test_stream_;
   int64_t stream_len_ = 0, stream_epoch_ = -1;
   double last_ppl_ = -1;
   // classify
@@ -485,16 +488,14 @@ result<std::unique_ptr<Trainer>> make_text_trainer(const json& spec, const data:
   if (!o)
     return o.error();
   cfg.options = *o;
-  cfg.options_set = !options.empty();
   if (!pretrained.empty()) {
     auto dir = find_text_model_dir(paths, pretrained);
     if (!dir)
       return dir.error();
-    if (cfg.options_set)
+    if (!options.empty())
       return fail(errc::bad_request, "model.options: a pretrained model keeps its own sizes and "
                                      "dropouts; scale the dropouts with hyper.drop_mult");
     cfg.pretrained_dir = *dir;
-    cfg.pretrained_name = pretrained;
   }
   return std::unique_ptr<Trainer>(
     std::make_unique<TextTrainer>(std::move(*h), spec, ds, std::move(*task), std::move(cfg)));
