@@ -6,9 +6,10 @@
 
 #include <caf/all.hpp>
 
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "messages/registration.hpp"
-#include "store/store.hpp"
+#include "store/store.hpp" // lockout_name
 
 namespace rookery {
 
@@ -19,10 +20,6 @@ constexpr const char* kScopes[] = {"embed", "train", "admin"};
 double steady_seconds() {
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t unix_now() {
-  return Store::now();
 }
 
 principal principal_of(const user_record& u, std::vector<std::string> scopes) {
@@ -99,29 +96,42 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
   auto start_session = [=](const session_record& rec, const user_record& user) {
     auto who = principal_of(user, rec.scopes);
     who.session_id = rec.id;
-    auto s = self->spawn<caf::linked>(session_impl, who, rec.token_hash, rec.expires_at,
-                         caf::actor_cast<auth_actor>(self));
-    self->state.sessions[rec.token_hash] = s;
+    auto& slot = self->state.sessions[rec.token_hash];
+    slot.checked_at = steady_seconds();
+    if (slot.actor) // looked up twice at once: one actor is enough
+      return;
+    slot.actor = self->spawn<caf::linked>(session_impl, who, rec.token_hash, rec.expires_at,
+                                          caf::actor_cast<auth_actor>(self));
+  };
+  auto stale = [=](double checked_at) {
+    auto ms = self->state.settings.revalidate_ms;
+    return ms > 0 && (steady_seconds() - checked_at) * 1000.0 >= static_cast<double>(ms);
+  };
+  auto forget_session = [=](const std::string& hash) {
+    auto i = self->state.sessions.find(hash);
+    if (i == self->state.sessions.end())
+      return;
+    self->send(i->second.actor, caf::close_atom::value);
+    self->state.sessions.erase(i);
   };
 
-  // Sessions survive a restart: respawn an actor for each unexpired one.
+  // Sessions survive a restart without being loaded: an unknown token is
+  // looked up in the store on first use. Listing them purges the expired ones.
   self->request(store, timeout, list_atom::value, session_atom::value, unix_now())
-    .then([=](std::vector<session_record>& recs) {
-      for (auto& rec : recs)
-        self->request(self->state.store, timeout, caf::get_atom::value, user_atom::value,
-                      rec.user_id)
-          .then([=](user_record& u) { start_session(rec, u); }, [](caf::error&) {});
-    }, [](caf::error&) {});
+    .then([](std::vector<session_record>&) {}, [](caf::error&) {});
 
-  // Records a failed login and answers 401 (the caller's promise).
+  // Records a failed login (in the store: the count holds across gateways)
+  // and answers 401 (the caller's promise).
   auto failed_login = [=](const std::string& username,
                           caf::typed_response_promise<login_result> rp) {
-    auto& f = self->state.failures[username];
-    auto now = unix_now();
-    if (f.count == 0 || now - f.first_at > self->state.settings.window_s)
-      f = auth_state::login_failures{0, now};
-    ++f.count;
-    rp.deliver(to_error(errc::unauthorized, "invalid username or password"));
+    self->request(self->state.store, timeout, failure_atom::value, lockout_name(username),
+                  unix_now(), self->state.settings.window_s)
+      .then([=](login_failures_record&) mutable {
+              rp.deliver(to_error(errc::unauthorized, "invalid username or password"));
+            },
+            [=](caf::error&) mutable {
+              rp.deliver(to_error(errc::unauthorized, "invalid username or password"));
+            });
   };
 
   // Verifies a password and opens a session.
@@ -138,7 +148,9 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
                   failed_login(u.username, rp);
                   return;
                 }
-                self->state.failures.erase(u.username);
+                self->request(self->state.store, timeout, caf::delete_atom::value,
+                              failure_atom::value, lockout_name(u.username))
+                  .then([](caf::ok_atom) {}, [](caf::error&) {});
                 session_record rec;
                 rec.id = crypto::random_id("s_");
                 auto token = crypto::random_token(32);
@@ -192,33 +204,33 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
     },
     [=](login_atom, const std::string& username, const std::string& password,
         const std::string& client) -> caf::result<login_result> {
-      auto& s = self->state.settings;
-      auto now = unix_now();
-      auto i = self->state.failures.find(username);
-      uint32_t count = 0;
-      if (i != self->state.failures.end()) {
-        if (now - i->second.first_at > s.window_s)
-          self->state.failures.erase(i);
-        else
-          count = i->second.count;
-      }
-      if (count >= s.lockout_after) {
-        auto wait = s.window_s - (now - i->second.first_at);
-        return to_error(errc::too_many_requests,
-                        "too many failed logins for this user; try again in "
-                          + std::to_string(wait) + " s");
-      }
       auto rp = self->make_response_promise<login_result>();
-      if (count >= s.slowdown_after) {
-        // Slow down: answer only after a delay that doubles with each failure.
-        auto steps = std::min<uint32_t>(count - s.slowdown_after, 5);
-        auto delay = std::chrono::milliseconds(250 << steps);
-        auto id = self->state.next_delayed++;
-        self->state.delayed.emplace(id, auth_state::pending_login{username, password, rp});
-        self->delayed_send(self, delay, retry_atom::value, id);
-        return rp;
-      }
-      do_login(username, password, rp);
+      self->request(self->state.store, timeout, caf::get_atom::value, failure_atom::value,
+                    lockout_name(username))
+        .then(
+          [=](login_failures_record& f) mutable {
+            auto& s = self->state.settings;
+            auto now = unix_now();
+            uint32_t count = (f.count > 0 && now - f.first_at <= s.window_s) ? f.count : 0;
+            if (count >= s.lockout_after) {
+              auto wait = s.window_s - (now - f.first_at);
+              rp.deliver(to_error(errc::too_many_requests,
+                                  "too many failed logins for this user; try again in "
+                                    + std::to_string(wait) + " s"));
+              return;
+            }
+            if (count >= s.slowdown_after) {
+              // Slow down: answer only after a delay that doubles with each failure.
+              auto steps = std::min<uint32_t>(count - s.slowdown_after, 5);
+              auto delay = std::chrono::milliseconds(250 << steps);
+              auto id = self->state.next_delayed++;
+              self->state.delayed.emplace(id, auth_state::pending_login{username, password, rp});
+              self->delayed_send(self, delay, retry_atom::value, id);
+              return;
+            }
+            do_login(username, password, rp);
+          },
+          [=](caf::error& e) mutable { rp.deliver(e); });
       return rp;
     },
     [=](retry_atom, uint64_t id) {
@@ -230,26 +242,27 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
       do_login(p.username, p.password, p.promise);
     },
     [=](logout_atom, const std::string& token) -> caf::result<caf::ok_atom> {
+      // The store decides (the session may have been opened on another
+      // gateway); the session ends here at once and elsewhere within
+      // revalidate_ms.
       auto hash = crypto::secret_hash(token);
-      auto i = self->state.sessions.find(hash);
-      if (i == self->state.sessions.end())
-        return to_error(errc::unauthorized, "invalid or expired token");
-      auto s = i->second;
-      self->state.sessions.erase(i);
       auto rp = self->make_response_promise<caf::ok_atom>();
-      // Ask the session for its id, end it, and delete the stored record.
-      self->request(s, timeout, caf::get_atom::value)
+      self->request(self->state.store, timeout, caf::get_atom::value, session_atom::value, hash)
         .then(
-          [=](principal& who) mutable {
-            self->send(s, caf::close_atom::value);
+          [=](session_record& rec) mutable {
+            forget_session(hash);
             self->request(self->state.store, timeout, caf::delete_atom::value,
-                          session_atom::value, who.session_id)
+                          session_atom::value, rec.id)
               .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
                     [=](caf::error& e) mutable { rp.deliver(e); });
           },
           [=](caf::error& e) mutable {
-            self->send(s, caf::close_atom::value);
-            rp.deliver(e);
+            if (to_failure(e).code == errc::not_found) {
+              forget_session(hash);
+              rp.deliver(to_error(errc::unauthorized, "invalid or expired token"));
+            } else {
+              rp.deliver(e);
+            }
           });
       return rp;
     },
@@ -264,12 +277,9 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
       auto too_many = [] {
         return to_error(errc::too_many_requests, "request rate limit exceeded for this credential");
       };
-      if (kind == "bearer") {
-        auto i = self->state.sessions.find(hash);
-        if (i == self->state.sessions.end())
-          return to_error(errc::unauthorized, "invalid or expired token");
-        auto rp = self->make_response_promise<principal>();
-        self->request(i->second, timeout, caf::get_atom::value)
+      // Asks the cached session actor for the principal.
+      auto from_session = [=](session_actor sa, caf::typed_response_promise<principal> rp) {
+        self->request(sa, timeout, caf::get_atom::value)
           .then(
             [=](principal& who) mutable {
               if (!rate_ok(who.session_id))
@@ -283,6 +293,52 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
                            ? to_error(errc::unauthorized, "invalid or expired token")
                            : e);
             });
+      };
+      if (kind == "bearer") {
+        auto rp = self->make_response_promise<principal>();
+        auto i = self->state.sessions.find(hash);
+        if (i != self->state.sessions.end() && !stale(i->second.checked_at)) {
+          from_session(i->second.actor, rp);
+          return rp;
+        }
+        // Unknown here (opened on another gateway, or before a restart) or
+        // cached too long: the store says whether the session lives.
+        self->request(self->state.store, timeout, caf::get_atom::value, session_atom::value, hash)
+          .then(
+            [=](session_record& rec) mutable {
+              if (rec.expires_at != 0 && unix_now() >= rec.expires_at) {
+                forget_session(hash);
+                rp.deliver(to_error(errc::unauthorized, "the token has expired; log in again"));
+                return;
+              }
+              if (auto c = self->state.sessions.find(hash); c != self->state.sessions.end()) {
+                c->second.checked_at = steady_seconds();
+                from_session(c->second.actor, rp);
+                return;
+              }
+              self->request(self->state.store, timeout, caf::get_atom::value, user_atom::value,
+                            rec.user_id)
+                .then(
+                  [=](user_record& u) mutable {
+                    start_session(rec, u);
+                    from_session(self->state.sessions[hash].actor, rp);
+                  },
+                  [=](caf::error&) mutable {
+                    rp.deliver(to_error(errc::unauthorized, "invalid or expired token"));
+                  });
+            },
+            [=](caf::error& e) mutable {
+              auto f = to_failure(e);
+              auto c = self->state.sessions.find(hash);
+              if (f.code == errc::not_found) {
+                forget_session(hash);
+                rp.deliver(to_error(errc::unauthorized, "invalid or expired token"));
+              } else if (c != self->state.sessions.end()) {
+                from_session(c->second.actor, rp); // store unreachable: trust the cache
+              } else {
+                rp.deliver(e);
+              }
+            });
         return rp;
       }
       // none when the key may be used now.
@@ -293,7 +349,8 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
           return too_many();
         return caf::none;
       };
-      if (auto i = self->state.keys.find(hash); i != self->state.keys.end()) {
+      if (auto i = self->state.keys.find(hash);
+          i != self->state.keys.end() && !stale(i->second.checked_at)) {
         if (auto err = check(i->second))
           return err;
         return i->second.who;
@@ -306,7 +363,7 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
                           k.user_id)
               .then(
                 [=](user_record& u) mutable {
-                  auth_state::cached_key ck{k, principal_of(u, k.scopes)};
+                  auth_state::cached_key ck{k, principal_of(u, k.scopes), steady_seconds()};
                   ck.who.key_id = k.id;
                   self->state.keys[hash] = ck;
                   if (auto err = check(ck))
@@ -320,8 +377,19 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
           },
           [=](caf::error& e) mutable {
             auto f = to_failure(e);
-            rp.deliver(f.code == errc::not_found ? to_error(errc::unauthorized, "invalid API key")
-                                                 : e);
+            auto c = self->state.keys.find(hash);
+            if (f.code == errc::not_found) { // revoked (perhaps on another gateway)
+              if (c != self->state.keys.end())
+                self->state.keys.erase(c);
+              rp.deliver(to_error(errc::unauthorized, "invalid API key"));
+            } else if (c != self->state.keys.end()) { // store unreachable: trust the cache
+              if (auto err = check(c->second))
+                rp.deliver(err);
+              else
+                rp.deliver(c->second.who);
+            } else {
+              rp.deliver(e);
+            }
           });
       return rp;
     },

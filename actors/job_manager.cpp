@@ -1,5 +1,6 @@
 #include "actors/job_manager.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -7,11 +8,11 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
-#include "store/store.hpp"
 #include "trainers/train_job.hpp"
 
 namespace fs = std::filesystem;
@@ -125,11 +126,32 @@ void with_job(self_ptr self, const principal& who, const std::string& id,
   with_stored_job(self, who, id, rp, f);
 }
 
+/// Writes a job this node does not hold (a resumed one, back in the pool).
 void persist(self_ptr self, const job_record& j) {
   self->request(self->state.store, kStoreTimeout, caf::update_atom::value, j)
       .then([](caf::ok_atom) {},
             [=](caf::error& e) {
               log::error("job {}: cannot save state: {}", j.id, to_failure(e).message);
+            });
+}
+
+void lose(self_ptr self, const std::string& id);
+
+/// Writes a job this node holds, only while it holds it: a job cancelled on
+/// another gateway, or taken over after this node's lease lapsed, is not
+/// overwritten, and its run here stops.
+void persist_held(self_ptr self, const job_record& j) {
+  self->request(self->state.store, kStoreTimeout, caf::update_atom::value, j,
+                self->state.settings.node_id)
+      .then([](caf::ok_atom) {},
+            [=](caf::error& e) {
+              auto f = to_failure(e);
+              if (f.code == errc::conflict) {
+                log::warn("job {}: {}; stopping it here", j.id, f.message);
+                lose(self, j.id);
+              } else {
+                log::error("job {}: cannot save state: {}", j.id, f.message);
+              }
             });
 }
 
@@ -141,6 +163,26 @@ void close_subscribers(self_ptr self, const job_record& j) {
   for (auto& s : i->second)
     caf::anon_send(s, done_atom::value, j);
   self->state.subscribers.erase(i);
+}
+
+/// A job this node no longer holds (cancelled elsewhere, or taken over): its
+/// run stops without reporting (it keeps its slot until it has stopped, like a
+/// cancelled one), and its subscribers get the store's record.
+void lose(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  auto i = st.active.find(id);
+  if (i == st.active.end())
+    return;
+  if (i->second.state == job_state::running)
+    st.stopping.insert(id);
+  if (auto r = st.runs->find(id); r != st.runs->end()) {
+    r->second->stop = true; // it reports done; the stopping set frees its slot, no more
+
+    st.runs->erase(r);
+  }
+  st.active.erase(i);
+  self->request(st.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
+      .then([=](job_record& j) { close_subscribers(self, j); }, [](caf::error&) {});
 }
 
 /// The trainer: one detached actor per running training job. fit() runs in
@@ -314,7 +356,8 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
     }
   });
 
-  // Starts queued jobs while there is room.
+  // Starts queued jobs while there is room, then claims more from the store.
+  auto claim = std::make_shared<std::function<void(bool)>>();
   auto schedule = std::make_shared<std::function<void()>>();
   *schedule = [=] {
     auto& st = self->state;
@@ -332,9 +375,9 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
       auto& job = i->second;
       if (job.kind == kTrain) {
         job.state = job_state::running;
-        job.started_at = Store::now();
+        job.started_at = unix_now();
         job.error.clear();
-        persist(self, job);
+        persist_held(self, job);
         ++st.running;
         auto ctl = std::make_shared<run_control>();
         (*st.runs)[id] = ctl;
@@ -357,14 +400,14 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
       if (!in.good() && !in.eof()) {
         job.state = job_state::failed;
         job.error = "the job's input is gone";
-        job.finished_at = Store::now();
-        persist(self, job);
+        job.finished_at = unix_now();
+        persist_held(self, job);
         st.active.erase(i);
         continue;
       }
       job.state = job_state::running;
-      job.started_at = Store::now();
-      persist(self, job);
+      job.started_at = unix_now();
+      persist_held(self, job);
       ++st.running;
       auto spec = json::parse(job.spec_json, nullptr, false);
       embed_request req;
@@ -382,42 +425,79 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
               });
     }
     st.queue.insert(st.queue.begin(), held.begin(), held.end());
+    if (st.running + st.queue.size() < st.settings.max_running)
+      (*claim)(false);
   };
 
+  // A job this node now holds joins the local queue. One that was running
+  // when its node stopped (this one before a restart, or another that died)
+  // starts again: an embedding from its input on disk, a training run from
+  // its last checkpoint.
   auto enqueue = [=](job_record j) {
     auto id = j.id;
+    if (self->state.active.count(id) != 0)
+      return;
+    if (j.state == job_state::running || j.started_at != 0)
+      log::info("job {}: {} (was {} on {})", id,
+                j.kind == kTrain ? "resuming from its last checkpoint" : "running again",
+                j.state, j.owner == self->state.settings.node_id ? "an earlier run" : j.owner);
+    j.state = job_state::queued;
+    j.started_at = 0;
+    j.owner = self->state.settings.node_id;
+    self->state.watched.erase(id); // its subscribers get events from here on
     self->state.active[id] = std::move(j);
     self->state.queue.push_back(id);
     (*schedule)();
   };
 
-  // After a restart: queue again what was queued or running. Embedding inputs
-  // are on disk; training runs resume from their last checkpoint.
-  self->request(st.store, kStoreTimeout, list_atom::value, job_atom::value)
-      .then(
-          [=](std::vector<job_record>& jobs) {
-            for (auto& j : jobs) {
-              if (self->state.active.count(j.id) != 0)
-                continue;
-              log::info("job {}: {} after restart", j.id,
-                        j.kind == kTrain ? "resuming from its last checkpoint" : "running again");
-              j.state = job_state::queued;
-              j.started_at = 0;
-              persist(self, j);
-              enqueue(j);
-            }
-          },
-          [](caf::error& e) {
-            log::error("cannot list unfinished jobs: {}", to_failure(e).message);
-          });
+  // Claims waiting jobs from the store for the free slots (at start: every
+  // unfinished job when the store is this node's own).
+  *claim = [=](bool at_start) {
+    auto& st = self->state;
+    if (st.claiming)
+      return;
+    const bool take_all = at_start && !st.settings.shared;
+    uint32_t busy = st.running + static_cast<uint32_t>(st.queue.size());
+    uint32_t free = busy < st.settings.max_running ? st.settings.max_running - busy : 0;
+    if (!take_all && free == 0)
+      return;
+    st.claiming = true;
+    self->request(st.store, kStoreTimeout, claim_atom::value, st.settings.node_id, unix_now(),
+                  st.settings.lease_s, take_all ? 0u : free, take_all)
+        .then(
+            [=](std::vector<job_record>& jobs) {
+              self->state.claiming = false;
+              for (auto& j : jobs)
+                enqueue(std::move(j));
+            },
+            [=](caf::error& e) {
+              self->state.claiming = false;
+              log::warn("cannot claim jobs: {}", to_failure(e).message);
+            });
+  };
+  (*claim)(true);
+
+  // Every poll_ms: renew this node's leases (a job missing from the answer was
+  // cancelled elsewhere or taken over: stop it here), claim waiting jobs for
+  // free slots, and turn the store's records of watched jobs into events.
+  self->send(self, tick_atom::value);
 
   auto submit = [=](job_record j) -> caf::result<job_record> {
+    auto& st = self->state;
+    // Held at once when a slot is free here; otherwise left for the first
+    // node with a free slot (this one included, when one frees).
+    const bool take = st.running + st.queue.size() < st.settings.max_running;
+    if (take) {
+      j.owner = st.settings.node_id;
+      j.lease_until = unix_now() + st.settings.lease_s;
+    }
     auto rp = self->make_response_promise<job_record>();
-    self->request(self->state.store, kStoreTimeout, caf::put_atom::value, j)
+    self->request(st.store, kStoreTimeout, caf::put_atom::value, j)
         .then(
             [=](caf::ok_atom) mutable {
               rp.deliver(j);
-              enqueue(j);
+              if (take)
+                enqueue(j);
             },
             [=](caf::error& e) mutable { rp.deliver(e); });
     return rp;
@@ -432,7 +512,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         j.state = job_state::queued;
         j.spec_json =
             json{{"pipeline", req.pipeline}, {"mime", req.mime}, {"bytes", req.data.size()}}.dump();
-        j.created_at = Store::now();
+        j.created_at = unix_now();
         if (auto st = write_file(input_path(self->state.jobs_dir, j.id), req.data); !st)
           return to_error(st.error());
         return submit(std::move(j));
@@ -451,7 +531,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         j.kind = kTrain;
         j.state = job_state::queued;
         j.spec_json = *spec;
-        j.created_at = Store::now();
+        j.created_at = unix_now();
         return submit(std::move(j));
       },
       [=](caf::get_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
@@ -470,10 +550,28 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         auto& st = self->state;
         auto i = st.active.find(id);
         if (i == st.active.end() || !visible_to(i->second, who)) {
-          // Not active: either unknown, someone else's, or already finished.
+          // Not held here: unknown, someone else's, finished, waiting for a
+          // node, or running on another node. The store marks it cancelled
+          // wherever it is; its node stops it at its next lease renewal.
           auto rp = self->make_response_promise<job_record>();
-          with_stored_job(self, who, id, rp, [id](auto& rp, job_record& j) {
-            rp.deliver(to_error(errc::conflict, "job '" + id + "' already " + j.state));
+          with_stored_job(self, who, id, rp, [=](auto& rp, job_record& j) {
+            if (j.state != job_state::queued && j.state != job_state::running) {
+              rp.deliver(to_error(errc::conflict, "job '" + id + "' already " + j.state));
+              return;
+            }
+            self->request(self->state.store, kStoreTimeout, cancel_atom::value, job_atom::value,
+                          id, unix_now())
+                .then(
+                    [=](job_record& done) mutable {
+                      if (done.kind != kTrain && done.owner.empty()) { // nobody runs it
+                        std::error_code ec;
+                        fs::remove_all(job_dir(self->state, id), ec);
+                      }
+                      close_subscribers(self, done);
+                      self->state.watched.erase(id);
+                      rp.deliver(done);
+                    },
+                    [=](caf::error& e) mutable { rp.deliver(e); });
           });
           return rp;
         }
@@ -485,13 +583,13 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
           st.runs->erase(r);
         }
         job.state = job_state::cancelled;
-        job.finished_at = Store::now();
+        job.finished_at = unix_now();
         st.active.erase(i);
         if (job.kind != kTrain) { // a training run keeps its checkpoints: it can resume
           std::error_code ec;
           fs::remove_all(job_dir(st, id), ec);
         }
-        persist(self, job);
+        persist_held(self, job);
         close_subscribers(self, job);
         (*schedule)();
         return job;
@@ -512,12 +610,16 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
                                                     id + "' is " + j.state + " (" + j.kind + ")"));
             return;
           }
+          // Back into the pool, for the first node with a free slot (this one
+          // claims right after the write when it has one).
           j.state = job_state::queued;
           j.finished_at = 0;
           j.error.clear();
+          j.owner.clear();
+          j.lease_until = 0;
           persist(self, j);
           rp.deliver(j);
-          enqueue(j);
+          (*claim)(false);
         });
         return rp;
       },
@@ -536,7 +638,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
           auto& last = st.persisted_ms[ev.job_id];
           if (now_ms() - last >= kPersistEveryMs) {
             last = now_ms();
-            persist(self, job);
+            persist_held(self, job);
           }
         }
         if (auto s = st.subscribers.find(ev.job_id); s != st.subscribers.end())
@@ -549,10 +651,15 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         with_job(self, who, id, rp, [=](auto& rp, job_record j) {
           if (j.kind == kTrain)
             j.history_json = read_history(job_dir(self->state, j.id));
-          if (self->state.active.count(id) != 0) {
+          const bool held = self->state.active.count(id) != 0;
+          const bool elsewhere =
+            !held && (j.state == job_state::queued || j.state == job_state::running);
+          if (held || elsewhere) {
             self->state.subscribers[id].push_back(subscriber);
             self->monitor(subscriber);
           }
+          if (elsewhere) // waiting for a node, or run by another: follow the store
+            self->state.watched.emplace(id, j);
           rp.deliver(std::move(j));
         });
         return rp;
@@ -611,6 +718,63 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         });
         return rp;
       },
+      [=](tick_atom) {
+        auto& st = self->state;
+        self->delayed_send(self, std::chrono::milliseconds(st.settings.poll_ms),
+                           tick_atom::value);
+        // Renew; a job held when the renewal was sent but missing from its
+        // answer is no longer this node's (jobs claimed after it was sent are
+        // not judged by it).
+        std::vector<std::string> held;
+        for (auto& [id, j] : st.active)
+          held.push_back(id);
+        self->request(st.store, kStoreTimeout, renew_atom::value, st.settings.node_id,
+                      unix_now() + st.settings.lease_s)
+            .then(
+                [=](std::vector<std::string>& still) {
+                  std::sort(still.begin(), still.end());
+                  for (auto& id : held)
+                    if (!std::binary_search(still.begin(), still.end(), id) &&
+                        self->state.active.count(id) != 0) {
+                      log::info("job {}: cancelled or taken over elsewhere; stopping it here", id);
+                      lose(self, id);
+                    }
+                },
+                [](caf::error& e) {
+                  log::warn("cannot renew job leases: {}", to_failure(e).message);
+                });
+        (*claim)(false);
+        for (auto& [id, last] : st.watched) {
+          auto seen = last;
+          self->request(st.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
+              .then(
+                  [=](job_record& now) {
+                    auto& st = self->state;
+                    auto w = st.watched.find(now.id);
+                    if (w == st.watched.end())
+                      return;
+                    auto subs = st.subscribers.find(now.id);
+                    if (subs != st.subscribers.end()) {
+                      if (now.state != seen.state)
+                        for (auto& sub : subs->second)
+                          caf::anon_send(sub, train_event{now.id, "state",
+                                                          json{{"state", now.state}}.dump()});
+                      if (!now.progress_json.empty() && now.progress_json != seen.progress_json)
+                        for (auto& sub : subs->second)
+                          caf::anon_send(sub, train_event{now.id, "progress", now.progress_json});
+                    }
+                    if (now.state != job_state::queued && now.state != job_state::running) {
+                      st.watched.erase(w);
+                      close_subscribers(self, now);
+                      return;
+                    }
+                    w->second = now;
+                    if (subs == st.subscribers.end() || subs->second.empty())
+                      st.watched.erase(w); // nobody follows it any more
+                  },
+                  [](caf::error&) {});
+        }
+      },
       [=](done_atom, const std::string& id, bool ok, std::string& payload) {
         auto& st = self->state;
         st.runs->erase(id);
@@ -628,14 +792,14 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         --st.running;
         job.state = ok ? job_state::succeeded : job_state::failed;
         (ok ? job.result_json : job.error) = std::move(payload);
-        job.finished_at = Store::now();
+        job.finished_at = unix_now();
         if (ok)
           job.progress = 1;
         if (job.kind != kTrain) {
           std::error_code ec;
           fs::remove_all(job_dir(st, id), ec);
         }
-        persist(self, job);
+        persist_held(self, job);
         close_subscribers(self, job);
         // A spec with "register": serve the model right away.
         auto spec = json::parse(job.spec_json, nullptr, false);

@@ -1,9 +1,20 @@
 // The job manager: asynchronous work polled by id -- embeddings (`?async=true`)
 // and training runs. Job records live in the store; an embedding's input and a
 // training run's checkpoints, metric history and artifacts live under
-// <data>/jobs/<id>/, so a job survives a crash: unfinished jobs are queued
-// again on the next start and training resumes from its last checkpoint.
-// At most `max_running` jobs run at once; the rest queue in submission order.
+// <data>/jobs/<id>/, so a job survives a crash and training resumes from its
+// last checkpoint.
+//
+// Jobs are claimed from the store, never assumed: a node runs a job only while
+// it holds the job's lease (renewed every poll_ms). A job submitted while this
+// node has no free slot stays unclaimed for whichever node frees one first;
+// a node that dies stops renewing, and after lease_s another node claims its
+// jobs and resumes them. With a single node's own store (SQLite) the node takes
+// every unfinished job back at start, as before. At most `max_running` jobs run
+// at once on a node; waiting jobs are claimed oldest first.
+//
+// A job cancelled on another gateway is marked so in the store; its node sees
+// that at the next renewal and stops the run. Subscribers to a job another
+// node runs get its progress from the store.
 //
 // Each running training job is a detached trainer actor (trainers/train_job.hpp)
 // that reports train_event messages here; the manager keeps the latest
@@ -32,6 +43,10 @@ struct run_control {
 struct job_manager_settings {
   std::string data_dir;
   uint32_t max_running = 2;
+  std::string node_id = "local"; // the owner name of this node's claims
+  bool shared = false;    // other nodes use the same store: claim with leases only
+  int64_t lease_s = 15;   // a claim lapses this long after the last renewal
+  uint32_t poll_ms = 1000; // renewals, claims of waiting jobs, watching jobs run elsewhere
   data::dataset_paths paths; // where training data sets are found
   int train_threads = 0;     // intra-op threads of a training run; 0: leave as is
 };
@@ -57,6 +72,10 @@ struct job_manager_state {
     std::make_shared<std::map<std::string, std::shared_ptr<run_control>>>();
   std::map<std::string, std::vector<caf::actor>> subscribers;
   std::map<std::string, int64_t> persisted_ms;               // last progress write per job
+  // Jobs another node runs that have subscribers here: the last record seen,
+  // polled from the store every poll_ms and turned into events.
+  std::map<std::string, job_record> watched;
+  bool claiming = false; // a claim request is in flight
 };
 
 job_manager_actor::behavior_type

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <unistd.h>
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
@@ -13,6 +15,7 @@
 #include "actors/job_manager.hpp"
 #include "actors/model_registry.hpp"
 #include "actors/store_actor.hpp"
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/inflight.hpp"
 #include "common/log.hpp"
@@ -33,13 +36,20 @@ struct node::impl {
   std::unique_ptr<http_server> http;
   uint16_t cluster_port = 0;
   caf::actor published; // the worker's published embedding service
+  std::shared_ptr<Store> db; // used by the store actor while it runs, then here
+  std::string node_id;
   bool stopped = false;
 };
 
 namespace {
 
-std::string db_path(const config& cfg) {
-  return (fs::path(cfg.data) / "rookery.db").string();
+/// <hostname>-<8 hex>: readable in logs and in the jobs table's owner column,
+/// and new at every start (a restarted pod is a new claimant).
+std::string default_node_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == 0)
+    std::snprintf(host, sizeof host, "node");
+  return crypto::random_id(std::string(host) + "-", 4);
 }
 
 template <class Handle>
@@ -52,13 +62,22 @@ void keep(node::impl& n, const Handle& h) {
 /// What a crash in the middle of an upload, a model import or a data-set
 /// import leaves behind: upload spool files, `.staging-*` model versions and
 /// `.import-*`/`.removing-*` data-set directories. None of them is ever
-/// resumed, so they are removed at start (one node owns a data directory).
-void remove_interrupted_files(const config& cfg) {
+/// resumed, so they are removed at start. With a shared store several
+/// gateways may share the data directory (a ReadWriteMany volume), and what
+/// looks like a leftover may be another node's upload in progress: then only
+/// what has not been touched for an hour goes.
+void remove_interrupted_files(const config& cfg, bool shared) {
   std::error_code ec;
   std::size_t removed = 0;
+  const auto cutoff = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  auto abandoned = [&](const fs::path& p) {
+    std::error_code te;
+    auto t = fs::last_write_time(p, te);
+    return !shared || (!te && t < cutoff);
+  };
   for (fs::directory_iterator it(fs::path(cfg.data) / "uploads", ec), end; !ec && it != end;
        it.increment(ec))
-    if (it->is_regular_file()) {
+    if (it->is_regular_file() && abandoned(it->path())) {
       std::error_code rm;
       removed += fs::remove(it->path(), rm) ? 1 : 0;
     }
@@ -69,14 +88,14 @@ void remove_interrupted_files(const config& cfg) {
     if (!m->is_directory())
       continue;
     for (fs::directory_iterator v(m->path(), ec2), vend; !ec2 && v != vend; v.increment(ec2))
-      if (v->path().filename().string().rfind(".staging-", 0) == 0)
+      if (v->path().filename().string().rfind(".staging-", 0) == 0 && abandoned(v->path()))
         staging.push_back(v->path());
   }
   // Series and text models that a registration was copying (*-models/.staging-*).
   for (const char* kind : {"series-models", "text-models"}) {
     std::error_code ek;
     for (fs::directory_iterator m(fs::path(cfg.data) / kind, ek), end; !ek && m != end; m.increment(ek))
-      if (m->path().filename().string().rfind(".staging-", 0) == 0)
+      if (m->path().filename().string().rfind(".staging-", 0) == 0 && abandoned(m->path()))
         staging.push_back(m->path());
   }
   for (auto& p : staging) {
@@ -84,7 +103,8 @@ void remove_interrupted_files(const config& cfg) {
     fs::remove_all(p, rm);
     ++removed;
   }
-  removed += data::recover_uploads(dataset_paths_of(cfg));
+  if (!shared) // a data-set import of another gateway may be in progress
+    removed += data::recover_uploads(dataset_paths_of(cfg));
   if (removed)
     log::info("removed {} leftovers of interrupted uploads and imports", removed);
 }
@@ -95,9 +115,13 @@ void init_crypto(const config& cfg) {
                                                             : crypto::pwhash_params::interactive());
 }
 
+std::string store_location(const config& cfg) {
+  return cfg.store.empty() ? (fs::path(cfg.data) / "rookery.db").string() : cfg.store;
+}
+
 status create_user_offline(const config& cfg, const std::string& username,
                            const std::string& password, bool is_admin) {
-  auto db = Store::open(db_path(cfg));
+  auto db = Store::open(store_location(cfg));
   if (!db)
     return db.error();
   if ((*db)->find_user_by_name(username))
@@ -105,7 +129,12 @@ status create_user_offline(const config& cfg, const std::string& username,
   auto hash = crypto::hash_password(password);
   if (hash.empty())
     return fail(errc::internal, "password hashing failed");
-  auto u = (*db)->create_user(username, hash, is_admin);
+  user_record rec;
+  rec.username = username;
+  rec.password_hash = hash;
+  rec.is_admin = is_admin;
+  rec.created_at = unix_now();
+  auto u = (*db)->create_user(rec);
   if (!u)
     return u.error();
   return {};
@@ -148,6 +177,13 @@ void node::stop() {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   impl_->actors.clear();
   impl_->sys.reset(); // waits for all actors
+  // Every trainer has stopped: hand this node's unfinished jobs back, so another
+  // node (or this one, restarted) claims them at once instead of after the lease.
+  if (impl_->db) {
+    if (auto st = impl_->db->release_jobs(impl_->node_id); !st)
+      log::warn("shutdown: cannot release this node's jobs: {}", st.error().message);
+    impl_->db.reset();
+  }
 }
 
 result<std::unique_ptr<node>> node::start(const config& cfg) {
@@ -158,21 +194,32 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   fs::create_directories(cfg.data, ec);
   if (ec)
     return fail(errc::internal, "cannot create data directory " + cfg.data + ": " + ec.message());
-  remove_interrupted_files(cfg);
 
   // The store is opened here, before any actor exists, so a broken database
   // stops the start with a clear message.
-  auto db = Store::open(db_path(cfg));
+  auto db = Store::open(store_location(cfg));
   if (!db)
     return db.error();
+  const bool shared = (*db)->shared();
+  log::info("store: {} (schema version {})", (*db)->backend(), (*db)->schema_version());
+  remove_interrupted_files(cfg, shared);
   if (!cfg.admin_user.empty() && !(*db)->find_user_by_name(cfg.admin_user)) {
     if (cfg.admin_password.size() < 8)
       return fail(errc::bad_request, "admin_password must have at least 8 characters");
-    auto u = (*db)->create_user(cfg.admin_user, crypto::hash_password(cfg.admin_password), true);
-    if (!u)
+    user_record admin;
+    admin.username = cfg.admin_user;
+    admin.password_hash = crypto::hash_password(cfg.admin_password);
+    admin.is_admin = true;
+    admin.created_at = unix_now();
+    auto u = (*db)->create_user(admin);
+    // Another gateway starting at the same time may have created it first.
+    if (!u && u.error().code != errc::conflict)
       return u.error();
-    log::info("created admin user '{}'", cfg.admin_user);
+    if (u)
+      log::info("created admin user '{}'", cfg.admin_user);
   }
+  n->node_id = !cfg.node_id.empty() ? cfg.node_id : default_node_id();
+  log::info("node id: {}", n->node_id);
 
   n->sys_cfg = std::make_unique<caf::actor_system_config>();
   auto& sc = *n->sys_cfg;
@@ -192,6 +239,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   auto& sys = *n->sys;
 
   std::shared_ptr<Store> shared_db{std::move(db.value())};
+  n->db = shared_db;
   auto store = sys.spawn<caf::detached>(store_impl, shared_db);
   keep(*n, store);
   std::vector<hasher_actor> hashers;
@@ -206,6 +254,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   as.window_s = cfg.login_window_s;
   as.rate_per_s = cfg.key_rate_per_s;
   as.burst = cfg.key_burst;
+  as.revalidate_ms = shared ? cfg.auth_revalidate_ms : 0;
   auto auth = sys.spawn(auth_impl, store, hashers, as);
   keep(*n, auth);
 
@@ -248,6 +297,10 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   js.data_dir = cfg.data;
   js.max_running = cfg.max_running_jobs;
   js.paths = dataset_paths_of(cfg);
+  js.node_id = n->node_id;
+  js.shared = shared;
+  js.lease_s = cfg.job_lease_s;
+  js.poll_ms = cfg.job_poll_ms;
   js.train_threads = static_cast<int>(cfg.train_threads != 0 ? cfg.train_threads
                                                                : std::thread::hardware_concurrency());
   auto jobs = sys.spawn<caf::detached>(job_manager_impl, store, embed, models, js);

@@ -33,6 +33,9 @@ private:
 status create_user_offline(const config& cfg, const std::string& username,
                            const std::string& password, bool is_admin);
 
+/// Where the node's store is: `store` when set, else <data>/rookery.db.
+std::string store_location(const config& cfg);
+
 /// Applies password_hash_cost, then initialises libsodium.
 void init_crypto(const config& cfg);
 

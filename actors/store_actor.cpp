@@ -31,7 +31,7 @@ store_actor::behavior_type store_impl(store_actor::stateful_pointer<store_state>
   auto db = [d]() -> Store& { return *d; };
   return {
     [=](caf::put_atom, user_record& u) -> caf::result<user_record> {
-      return lift(db().create_user(u.username, u.password_hash, u.is_admin));
+      return lift(db().create_user(u));
     },
     [=](caf::get_atom, user_atom, const std::string& name) -> caf::result<user_record> {
       return lift(db().find_user_by_name(name));
@@ -80,6 +80,38 @@ store_actor::behavior_type store_impl(store_actor::stateful_pointer<store_state>
     },
     [=](list_atom, job_atom) -> caf::result<std::vector<job_record>> {
       return lift(db().unfinished_jobs());
+    },
+    [=](caf::update_atom, const job_record& j,
+        const std::string& holder) -> caf::result<caf::ok_atom> {
+      return lift(db().update_job(j, holder));
+    },
+    [=](claim_atom, const std::string& owner, int64_t now, int64_t lease_s, uint32_t limit,
+        bool ignore_leases) -> caf::result<std::vector<job_record>> {
+      return lift(db().claim_jobs(owner, now, lease_s, limit, ignore_leases));
+    },
+    [=](claim_atom, job_atom, const std::string& id, const std::string& owner, int64_t now,
+        int64_t lease_s) -> caf::result<job_record> {
+      return lift(db().claim_job(id, owner, now, lease_s));
+    },
+    [=](renew_atom, const std::string& owner,
+        int64_t until) -> caf::result<std::vector<std::string>> {
+      return lift(db().renew_leases(owner, until));
+    },
+    [=](release_atom, const std::string& owner) -> caf::result<caf::ok_atom> {
+      return lift(db().release_jobs(owner));
+    },
+    [=](cancel_atom, job_atom, const std::string& id, int64_t now) -> caf::result<job_record> {
+      return lift(db().cancel_job(id, now));
+    },
+    [=](failure_atom, const std::string& name, int64_t now,
+        int64_t window_s) -> caf::result<login_failures_record> {
+      return lift(db().note_login_failure(name, now, window_s));
+    },
+    [=](caf::get_atom, failure_atom, const std::string& name) -> caf::result<login_failures_record> {
+      return lift(db().login_failures(name));
+    },
+    [=](caf::delete_atom, failure_atom, const std::string& name) -> caf::result<caf::ok_atom> {
+      return lift(db().clear_login_failures(name));
     },
     [=](caf::put_atom, const model_record& m) -> caf::result<caf::ok_atom> {
       return lift(db().put_model(m));

@@ -1,5 +1,5 @@
-// The store actor: sole owner of the SQLite database. Spawned detached because
-// every handler does disk I/O.
+// The store actor: sole user of the node's store connection (SQLite or
+// PostgreSQL). Spawned detached because every handler does disk or network I/O.
 #pragma once
 #include <memory>
 

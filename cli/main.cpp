@@ -18,6 +18,7 @@
 #include "models/repository.hpp"
 #include "pipelines/image.hpp"
 #include "pipelines/pipeline.hpp"
+#include "common/clock.hpp"
 #include "store/store.hpp"
 #include "trainers/train_job.hpp"
 
@@ -39,6 +40,7 @@ struct common_flags {
         name, [this, key](const std::string& v) { overrides[key] = v; }, help);
     };
     flag("--data", "data", "data directory (SQLite, models, jobs) [./rookery-data]");
+    flag("--store", "store", "postgresql://... URI of a shared store [SQLite in the data directory]");
     if (!server)
       return;
     flag("--host", "host", "HTTP address [127.0.0.1]");
@@ -140,7 +142,7 @@ int import_cmd(common_flags& flags, const std::string& arch, const std::string& 
     return 1;
   }
   // Recorded in the store too, for GET /v1/models.
-  if (auto db = Store::open((fs::path(cfg->data) / "rookery.db").string())) {
+  if (auto db = Store::open(store_location(*cfg))) {
     model_record rec;
     rec.name = m->name;
     rec.version = m->version;
@@ -148,7 +150,7 @@ int import_cmd(common_flags& flags, const std::string& arch, const std::string& 
     rec.format = m->format;
     rec.path = m->weights;
     rec.config_json = m->config_json;
-    rec.created_at = Store::now();
+    rec.created_at = unix_now();
     (*db)->put_model(rec);
   }
   std::cout << "imported " << m->name << " version " << m->version << " (" << m->arch << ", "

@@ -23,7 +23,7 @@ std::string compiled_builtin_models_dir() {
 namespace {
 
 #define ROOKERY_CONFIG_FIELDS(X)                                                             \
-  X(role) X(host) X(port) X(data) X(log_level) X(http_threads) X(scheduler_threads)          \
+  X(role) X(host) X(port) X(data) X(store) X(node_id) X(log_level) X(http_threads) X(scheduler_threads)          \
   X(cluster_host) X(cluster_port) X(seeds) X(heartbeat_ms) X(connection_timeout_ms)          \
   X(reconnect_ms) X(signup) X(admin_user) X(admin_password) X(session_ttl_s)                 \
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
@@ -31,7 +31,7 @@ namespace {
   X(head_timeout_ms) X(min_upload_bytes_per_s) X(upload_timeout_s) X(import_timeout_ms) X(max_connections) \
   X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(builtin_models)    \
   X(allow_untrained)                                                                         \
-  X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(train_threads) X(fashion_mnist_dir) \
+  X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(job_lease_s) X(job_poll_ms) X(auth_revalidate_ms) X(train_threads) X(fashion_mnist_dir) \
   X(fortunes_dir) X(wordnet_dir) X(max_dataset_bytes)
 
 json to_json(const config& c) {
@@ -131,6 +131,11 @@ status validate(const config& c) {
     return bad("head_timeout_ms, upload_timeout_s and import_timeout_ms must be positive");
   if (c.max_connections == 0 || c.min_upload_bytes_per_s == 0)
     return bad("max_connections and min_upload_bytes_per_s must be at least 1");
+  if (c.job_lease_s < 2 || c.job_poll_ms < 50 || c.job_poll_ms * 2ull > c.job_lease_s * 1000ull)
+    return bad("job_lease_s must be at least 2 and job_poll_ms between 50 and half the lease");
+  if (!c.store.empty() && c.store.find("://") != std::string::npos
+      && c.store.rfind("postgresql://", 0) != 0 && c.store.rfind("postgres://", 0) != 0)
+    return bad("store must be empty (SQLite in the data directory) or a postgresql:// URI");
   return {};
 }
 
@@ -207,6 +212,15 @@ std::string to_json_text(const config& cfg) {
   auto j = to_json(cfg);
   if (!cfg.admin_password.empty())
     j["admin_password"] = "********";
+  // A store URI may carry a password: scheme://user:PASSWORD@host/...
+  if (auto at = cfg.store.find('@'), scheme = cfg.store.find("://");
+      at != std::string::npos && scheme != std::string::npos && scheme < at) {
+    auto colon = cfg.store.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at)
+      j["store"] = cfg.store.substr(0, colon + 1) + "********" + cfg.store.substr(at);
+  }
+  if (auto pw = cfg.store.find("password="); pw != std::string::npos)
+    j["store"] = cfg.store.substr(0, pw + 9) + "********";
   return j.dump(2);
 }
 

@@ -20,6 +20,10 @@ struct config {
   std::string host = "127.0.0.1";
   uint16_t port = 8080; // 0: pick a free port (printed on stdout as "listening on host:port")
   std::string data = "./rookery-data";
+  // Where users, sessions, keys and jobs live: "" = SQLite at <data>/rookery.db
+  // (one gateway); a postgresql:// URI = PostgreSQL, shared by every gateway.
+  std::string store;
+  std::string node_id; // names this node in job claims; "" = <hostname>-<random>
   std::string log_level = "info";
   uint32_t http_threads = 2;
   uint32_t scheduler_threads = 0; // CAF workers; 0 = number of cores
@@ -72,6 +76,9 @@ struct config {
   // -- jobs
   uint32_t max_running_jobs = 2;
   uint32_t max_jobs_per_user = 1000;
+  uint32_t job_lease_s = 15;    // a claimed job returns to the pool this long after its node stops renewing
+  uint32_t job_poll_ms = 1000;  // lease renewal, claims of waiting jobs, progress of jobs run elsewhere
+  uint32_t auth_revalidate_ms = 1000; // shared store: cached sessions/keys are checked again after this
   // -- training
   uint32_t train_threads = 0; // intra-op threads of a training run; 0 = number of cores
   std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist"; // Debian's dataset-fashion-mnist

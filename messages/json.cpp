@@ -61,7 +61,9 @@ json to_json(const job_record& j) {
            {"progress", j.progress},
            {"created_at", j.created_at},
            {"started_at", j.started_at != 0 ? json(j.started_at) : json(nullptr)},
-           {"finished_at", j.finished_at != 0 ? json(j.finished_at) : json(nullptr)}};
+           {"finished_at", j.finished_at != 0 ? json(j.finished_at) : json(nullptr)},
+           // The node that holds (or last held) the job; null while it waits for one.
+           {"node", j.owner.empty() ? json(nullptr) : json(j.owner)}};
   if (!j.spec_json.empty())
     out["spec"] = json::parse(j.spec_json, nullptr, false);
   if (!j.result_json.empty())

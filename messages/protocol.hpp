@@ -47,6 +47,10 @@ using artifact_atom = caf::atom_constant<caf::atom("artifact")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+using renew_atom = caf::atom_constant<caf::atom("renew")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using failure_atom = caf::atom_constant<caf::atom("failure")>;
 
 // -- messages ------------------------------------------------------------------
 
@@ -293,7 +297,8 @@ typename Inspector::result_type inspect(Inspector& f, new_key& x) {
 
 // -- actor interfaces ----------------------------------------------------------
 
-/// store: sole owner of the SQLite database (runs detached: disk I/O).
+/// store: sole user of this node's store connection (SQLite or PostgreSQL;
+/// runs detached: disk and network I/O).
 using store_actor = caf::typed_actor<
   // Create a user (id 0 in, assigned id out). conflict when the name is taken.
   caf::replies_to<caf::put_atom, user_record>::with<user_record>,
@@ -318,6 +323,23 @@ using store_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, job_atom, std::string>::with<job_record>,
   caf::replies_to<list_atom, job_atom, uint64_t>::with<std::vector<job_record>>,
   caf::replies_to<list_atom, job_atom>::with<std::vector<job_record>>,
+  // Update a job only while `owner` holds it (conflict otherwise).
+  caf::replies_to<caf::update_atom, job_record, std::string>::with<caf::ok_atom>,
+  // Claims: (owner, now, lease_s, limit, ignore_leases) -> the unfinished
+  // jobs now held by owner, oldest first; one job by id (conflict when
+  // another node holds it); renew owner's leases until t -> ids it still
+  // holds; release owner's jobs (graceful stop).
+  caf::replies_to<claim_atom, std::string, int64_t, int64_t, uint32_t, bool>::with<std::vector<job_record>>,
+  caf::replies_to<claim_atom, job_atom, std::string, std::string, int64_t, int64_t>::with<job_record>,
+  caf::replies_to<renew_atom, std::string, int64_t>::with<std::vector<std::string>>,
+  caf::replies_to<release_atom, std::string>::with<caf::ok_atom>,
+  // Cancel an unfinished job wherever it runs (id, now) -> the cancelled record;
+  // conflict when it has finished already.
+  caf::replies_to<cancel_atom, job_atom, std::string, int64_t>::with<job_record>,
+  // Failed logins: note one (name, now, window_s) -> the count; read; clear.
+  caf::replies_to<failure_atom, std::string, int64_t, int64_t>::with<login_failures_record>,
+  caf::replies_to<caf::get_atom, failure_atom, std::string>::with<login_failures_record>,
+  caf::replies_to<caf::delete_atom, failure_atom, std::string>::with<caf::ok_atom>,
   // Model repository entries.
   caf::replies_to<caf::put_atom, model_record>::with<caf::ok_atom>,
   caf::replies_to<list_atom, model_atom>::with<std::vector<model_record>>>;
@@ -438,6 +460,8 @@ using job_manager_actor = caf::typed_actor<
   // Resume a cancelled or failed training job from its last checkpoint.
   caf::replies_to<resume_atom, principal, std::string>::with<job_record>,
   // Internal: a running job finished (id, result JSON or error).
-  caf::reacts_to<done_atom, std::string, bool, std::string>>;
+  caf::reacts_to<done_atom, std::string, bool, std::string>,
+  // Internal: renew leases, claim waiting jobs, poll watched jobs.
+  caf::reacts_to<tick_atom>>;
 
 } // namespace rookery

@@ -96,13 +96,32 @@ struct job_record {
   int64_t finished_at = 0;
   std::string progress_json; // training: {epoch, epochs, step, total_steps, eta_s, lr, metrics}
   std::string history_json;  // training: metric history (JSON array); filled on GET, not stored
+  // Which node runs (or will run) the job, and until when its claim holds
+  // unless renewed; "" / 0 while unclaimed. Nodes claim jobs from the store,
+  // so with a shared store no two nodes run the same job.
+  std::string owner;
+  int64_t lease_until = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_record& x) {
   return f(caf::meta::type_name("rookery.job_record"), x.id, x.user_id, x.kind, x.state,
            x.spec_json, x.result_json, x.error, x.progress, x.created_at, x.started_at,
-           x.finished_at, x.progress_json, x.history_json);
+           x.finished_at, x.progress_json, x.history_json, x.owner, x.lease_until);
+}
+
+/// Failed logins of one user name within the current window, kept in the
+/// store so that the lockout holds across every gateway.
+struct login_failures_record {
+  std::string username; // lower-cased (ASCII), as the lockout counts it
+  uint32_t count = 0;
+  int64_t first_at = 0; // start of the window; 0 when there is none
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, login_failures_record& x) {
+  return f(caf::meta::type_name("rookery.login_failures_record"), x.username, x.count,
+           x.first_at);
 }
 
 /// One entry of the model repository (<data>/models/<name>/<version>/).

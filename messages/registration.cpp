@@ -20,6 +20,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<key_record>("rookery.key_record");
   cfg.add_message_type<job_record>("rookery.job_record");
   cfg.add_message_type<model_record>("rookery.model_record");
+  cfg.add_message_type<login_failures_record>("rookery.login_failures_record");
   cfg.add_message_type<tensor_msg>("rookery.tensor_msg");
   cfg.add_message_type<embedding_msg>("rookery.embedding_msg");
   cfg.add_message_type<embed_request>("rookery.embed_request");

@@ -28,6 +28,7 @@ PACKAGES=(
   nlohmann-json3-dev    # JSON
   libsodium-dev         # Argon2id password hashing, random tokens, BLAKE2b
   libsqlite3-dev        # the embedded store
+  libpq-dev             # libpq: the PostgreSQL store (several gateways)
   libarchive-dev        # dataset archives (tar, zip)
   libspdlog-dev         # logging (access log, events)
   libcli11-dev          # command-line parsing
@@ -39,6 +40,8 @@ PACKAGES=(
   python3-statsmodels   # real time series as CSV (sunspots, co2, nile, elnino, macrodata, ...)
   wordnet-base          # WordNet 3.0: English glosses (the text LM's pre-training corpus, the recall bench)
   # test and benchmark tools
+  postgresql            # the server the tests start a throw-away cluster of (tests/tools/pg_fixture.sh)
+  python3-kubernetes python3-yaml # deploy/check_manifests.py: the manifests against the Kubernetes API schemas
   curl wrk
   jq                    # JSON on the command line: the README's and tutorials' curl sessions
   ffmpeg                # makes the test videos (OpenCV's FFmpeg backend decodes them)
@@ -59,8 +62,15 @@ fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  # Debian's postgresql would create and start a system-wide cluster on port
+  # 5432; Rookery's tests start their own, so none is created (unless the
+  # machine's administrator configured otherwise before).
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    $SUDO mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 # --- built-in weights ----------------------------------------------------------

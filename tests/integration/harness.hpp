@@ -39,6 +39,8 @@ public:
   std::string url(const std::string& path) const;
   uint16_t port() const { return port_; }
   uint16_t cluster_port() const { return cluster_port_; }
+  /// The process (for SIGSTOP/SIGCONT); -1 once it has exited.
+  pid_t pid() const { return pid_; }
   /// SIGTERM and wait; returns the exit status.
   int stop();
   /// SIGKILL and wait.

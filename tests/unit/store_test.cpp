@@ -1,13 +1,24 @@
+// The store's unit tests. Every case that is not about SQLite's file runs
+// against both backends: SQLite, and PostgreSQL when the CTest fixture "pg"
+// (tests/tools/pg_fixture.sh) has started a throw-away server; each PostgreSQL
+// case gets a schema of its own, dropped afterwards.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <string>
+#include <thread>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include "common/clock.hpp"
 #include "store/store.hpp"
 
 // The unit-test PCH includes torch after Catch, and glog/c10 logging redefines
@@ -64,8 +75,88 @@ std::string query_raw(const std::string& path, const std::string& sql, bool read
   return out;
 }
 
-user_record make_user(Store& db, const std::string& name) {
-  auto u = db.create_user(name, "$argon2id$fake", false);
+/// The fixture's PostgreSQL URI; "" when the tests run without the fixture
+/// (a hand-run binary). Under CTest the variable is set, and a missing file
+/// means the fixture failed: that fails the test rather than skipping.
+std::string pg_dsn() {
+  const char* dir = std::getenv("ROOKERY_TEST_PG_DIR");
+  if (!dir || !*dir)
+    return {};
+  std::ifstream in(fs::path(dir) / "dsn");
+  std::string dsn;
+  std::getline(in, dsn);
+  INFO("ROOKERY_TEST_PG_DIR is set but " << dir << "/dsn is missing: the pg fixture failed");
+  REQUIRE(!dsn.empty());
+  return dsn;
+}
+
+/// Runs SQL on its own libpq connection; returns the first value ("" if none).
+std::string pg_exec(const std::string& dsn, const std::string& sql) {
+  PGconn* c = PQconnectdb(dsn.c_str());
+  REQUIRE(PQstatus(c) == CONNECTION_OK);
+  PGresult* r = PQexec(c, sql.c_str());
+  auto st = PQresultStatus(r);
+  INFO(PQresultErrorMessage(r));
+  CHECK((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK));
+  std::string out = (st == PGRES_TUPLES_OK && PQntuples(r) > 0) ? PQgetvalue(r, 0, 0) : "";
+  PQclear(r);
+  PQfinish(c);
+  return out;
+}
+
+/// A fresh, empty store of one backend: an SQLite file in a temp directory, or
+/// a PostgreSQL schema of its own. `where` opens more connections to it.
+struct test_store {
+  std::string backend;
+  std::string where;  // what Store::open takes
+  std::string schema; // PostgreSQL only
+  std::string admin;  // PostgreSQL: the fixture's URI
+  temp_dir tmp;
+  explicit test_store(const std::string& b) : backend(b) {
+    if (backend == "sqlite") {
+      where = tmp.file("rookery.db");
+      return;
+    }
+    admin = pg_dsn();
+    static std::atomic<int> counter{0};
+    schema = "t_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    pg_exec(admin, "DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+    pg_exec(admin, "CREATE SCHEMA " + schema);
+    where = admin + (admin.find('?') == std::string::npos ? "?" : "&")
+            + "options=-csearch_path%3D" + schema;
+  }
+  ~test_store() {
+    if (!schema.empty())
+      pg_exec(admin, "DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  }
+  bool available() const { return backend == "sqlite" || !admin.empty(); }
+  std::unique_ptr<Store> open() { return open_ok(where); }
+  /// SQL against this store from outside (for corrupting a schema version).
+  void exec(const std::string& sql) {
+    if (backend == "sqlite")
+      query_raw(where, sql, /*readonly=*/false);
+    else
+      pg_exec(where, sql);
+  }
+};
+
+/// Both backends, as a Catch generator; PostgreSQL only where the fixture runs.
+#define EACH_BACKEND()                                                        \
+  auto backend_name = GENERATE(as<std::string>{}, "sqlite", "postgresql");   \
+  if (backend_name == "postgresql" && pg_dsn().empty()) {                     \
+    WARN("no PostgreSQL fixture (ROOKERY_TEST_PG_DIR): SQLite only");         \
+    return;                                                                    \
+  }                                                                            \
+  INFO("backend: " << backend_name);                                          \
+  test_store fixture(backend_name)
+
+user_record make_user(Store& db, const std::string& name, bool admin = false) {
+  user_record in;
+  in.username = name;
+  in.password_hash = "$argon2id$fake";
+  in.is_admin = admin;
+  in.created_at = 1000;
+  auto u = db.create_user(in);
   REQUIRE(u);
   return u.value();
 }
@@ -88,24 +179,26 @@ TEST_CASE("open creates the file, migrates and enables WAL", "[store]") {
   auto path = tmp.file("nested/dir/rookery.db"); // parent directories do not exist yet
   auto db = open_ok(path);
   CHECK(fs::exists(path));
-  CHECK(db->schema_version() == Store::latest_schema_version());
+  CHECK(db->schema_version() == db->latest_schema_version());
   CHECK(db->schema_version() >= 1);
+  CHECK(std::string(db->backend()) == "sqlite");
+  CHECK_FALSE(db->shared());
   // Seen from an independent read-only connection.
   CHECK(query_raw(path, "PRAGMA journal_mode") == "wal");
   CHECK(query_raw(path, "PRAGMA user_version") == std::to_string(db->schema_version()));
   CHECK(query_raw(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                        "('users','sessions','api_keys','jobs','models')")
-        == "5");
+                        "('users','sessions','api_keys','jobs','models','login_failures')")
+        == "6");
 }
 
 TEST_CASE("reopening keeps data and does not re-run migrations", "[store]") {
-  temp_dir tmp;
-  auto path = tmp.file("rookery.db");
+  EACH_BACKEND();
   uint64_t uid = 0;
   int version = 0;
   {
-    auto db = open_ok(path);
+    auto db = fixture.open();
     version = db->schema_version();
+    CHECK(version == db->latest_schema_version());
     uid = make_user(*db, "alice").id;
     key_record k;
     k.id = "k_1";
@@ -118,9 +211,10 @@ TEST_CASE("reopening keeps data and does not re-run migrations", "[store]") {
     REQUIRE(db->create_key(k));
     REQUIRE(db->create_job(make_job("j_1", uid, job_state::running, 100)));
   }
-  auto db = open_ok(path); // would fail if a CREATE TABLE ran a second time
+  auto db = fixture.open(); // would fail if a CREATE TABLE ran a second time
   CHECK(db->schema_version() == version);
-  CHECK(query_raw(path, "PRAGMA user_version") == std::to_string(version));
+  if (backend_name == "sqlite")
+    CHECK(query_raw(fixture.where, "PRAGMA user_version") == std::to_string(version));
   auto u = db->find_user_by_name("alice");
   REQUIRE(u);
   CHECK(u->id == uid);
@@ -135,48 +229,91 @@ TEST_CASE("reopening keeps data and does not re-run migrations", "[store]") {
 }
 
 TEST_CASE("a database newer than the code is refused", "[store]") {
-  temp_dir tmp;
-  auto path = tmp.file("rookery.db");
-  { open_ok(path); }
-  query_raw(path, "PRAGMA user_version = 999", /*readonly=*/false);
-  auto r = Store::open(path);
+  EACH_BACKEND();
+  { fixture.open(); }
+  fixture.exec(backend_name == "sqlite" ? "PRAGMA user_version = 999"
+                                        : "UPDATE rookery_schema SET version = 999");
+  auto r = Store::open(fixture.where);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == errc::internal);
   CHECK_THAT(r.error().message, Catch::Contains("999") && Catch::Contains("newer"));
 }
 
+TEST_CASE("PostgreSQL: migrations run once when several nodes start together", "[store]") {
+  auto dsn = pg_dsn();
+  if (dsn.empty()) {
+    WARN("no PostgreSQL fixture (ROOKERY_TEST_PG_DIR)");
+    return;
+  }
+  test_store fixture("postgresql");
+  std::vector<std::thread> starters;
+  std::atomic<int> opened{0};
+  for (int i = 0; i < 4; ++i)
+    starters.emplace_back([&] {
+      if (auto r = Store::open(fixture.where); r && (*r)->schema_version() >= 1)
+        ++opened;
+    });
+  for (auto& t : starters)
+    t.join();
+  CHECK(opened == 4);
+  CHECK(pg_exec(fixture.where, "SELECT count(*) FROM rookery_schema") == "1");
+  auto db = fixture.open();
+  CHECK(std::string(db->backend()) == "postgresql");
+  CHECK(db->shared());
+}
+
+TEST_CASE("an unreachable PostgreSQL is refused with a clear error", "[store]") {
+  temp_dir tmp; // no server listens on a socket in an empty directory
+  auto r = Store::open("postgresql:///rookery?host=" + tmp.path.string() + "&port=1&connect_timeout=2");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::unavailable);
+  CHECK_THAT(r.error().message, Catch::Contains("cannot connect to PostgreSQL"));
+}
+
 TEST_CASE("in-memory databases work", "[store]") {
   auto db = open_ok(":memory:");
-  CHECK(db->schema_version() == Store::latest_schema_version());
+  CHECK(db->schema_version() == db->latest_schema_version());
   make_user(*db, "bob");
   CHECK(db->count_users().value() == 1);
 }
 
 TEST_CASE("users", "[store]") {
-  temp_dir tmp;
-  auto db = open_ok(tmp.file("rookery.db"));
+  EACH_BACKEND();
+  auto db = fixture.open();
   CHECK(db->count_users().value() == 0);
 
-  auto before = Store::now();
-  auto a = db->create_user("alice", "$argon2id$hash-a", true);
+  user_record in;
+  in.username = "alice";
+  in.password_hash = "$argon2id$hash-a";
+  in.is_admin = true;
+  in.created_at = 1234; // the store keeps the time it is given
+  auto a = db->create_user(in);
   REQUIRE(a);
   CHECK(a->id > 0);
   CHECK(a->username == "alice");
   CHECK(a->is_admin);
-  CHECK(a->created_at >= before);
-  CHECK(a->created_at <= Store::now());
+  CHECK(a->created_at == 1234);
+  CHECK(db->find_user(a->id)->created_at == 1234);
   auto b = make_user(*db, "bob");
   CHECK(b.id != a->id);
   CHECK(db->count_users().value() == 2);
 
   SECTION("duplicate usernames conflict, case-insensitively") {
-    auto dup = db->create_user("alice", "x", false);
-    REQUIRE_FALSE(dup);
-    CHECK(dup.error().code == errc::conflict);
-    auto dup_case = db->create_user("ALICE", "x", false);
-    REQUIRE_FALSE(dup_case);
-    CHECK(dup_case.error().code == errc::conflict);
+    user_record dup = in;
+    auto r = db->create_user(dup);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == errc::conflict);
+    CHECK_THAT(r.error().message, Catch::Contains("'alice' is taken"));
+    dup.username = "ALICE";
+    auto r_case = db->create_user(dup);
+    REQUIRE_FALSE(r_case);
+    CHECK(r_case.error().code == errc::conflict);
     CHECK(db->count_users().value() == 2);
+    // Only ASCII letters fold, on both backends: "É" and "é" are two names.
+    dup.username = "\xc3\x89lise";
+    REQUIRE(db->create_user(dup));
+    dup.username = "\xc3\xa9lise";
+    CHECK(db->create_user(dup));
   }
   SECTION("lookups") {
     auto by_name = db->find_user_by_name("Alice");
@@ -193,7 +330,9 @@ TEST_CASE("users", "[store]") {
     CHECK(db->find_user(9999).error().code == errc::not_found);
   }
   SECTION("user names are bound, not spliced into SQL") {
-    auto odd = db->create_user("x'); DROP TABLE users; --", "h", false);
+    user_record odd_in = in;
+    odd_in.username = "x'); DROP TABLE users; --";
+    auto odd = db->create_user(odd_in);
     REQUIRE(odd);
     CHECK(db->find_user_by_name("x'); DROP TABLE users; --"));
     CHECK(db->count_users().value() == 3);
@@ -201,8 +340,8 @@ TEST_CASE("users", "[store]") {
 }
 
 TEST_CASE("sessions", "[store]") {
-  temp_dir tmp;
-  auto db = open_ok(tmp.file("rookery.db"));
+  EACH_BACKEND();
+  auto db = fixture.open();
   auto u = make_user(*db, "alice");
 
   auto session = [&](const std::string& id, int64_t expires) {
@@ -254,8 +393,8 @@ TEST_CASE("sessions", "[store]") {
 }
 
 TEST_CASE("API keys", "[store]") {
-  temp_dir tmp;
-  auto db = open_ok(tmp.file("rookery.db"));
+  EACH_BACKEND();
+  auto db = fixture.open();
   auto alice = make_user(*db, "alice");
   auto bob = make_user(*db, "bob");
 
@@ -309,8 +448,8 @@ TEST_CASE("API keys", "[store]") {
 }
 
 TEST_CASE("jobs", "[store]") {
-  temp_dir tmp;
-  auto db = open_ok(tmp.file("rookery.db"));
+  EACH_BACKEND();
+  auto db = fixture.open();
   auto alice = make_user(*db, "alice");
   auto bob = make_user(*db, "bob");
 
@@ -380,8 +519,8 @@ TEST_CASE("jobs", "[store]") {
 }
 
 TEST_CASE("models", "[store]") {
-  temp_dir tmp;
-  auto db = open_ok(tmp.file("rookery.db"));
+  EACH_BACKEND();
+  auto db = fixture.open();
 
   auto model = [](const std::string& name, uint32_t version, const std::string& path) {
     model_record m;
@@ -426,4 +565,175 @@ TEST_CASE("models", "[store]") {
   REQUIRE(db->delete_model("resnet"));
   CHECK(db->list_models()->size() == 1);
   CHECK(db->delete_model("resnet").error().code == errc::not_found);
+}
+
+TEST_CASE("failed logins are counted per name within a window", "[store]") {
+  EACH_BACKEND();
+  auto db = fixture.open();
+  CHECK(db->login_failures("alice")->count == 0);
+  auto f1 = db->note_login_failure("alice", 1000, 900);
+  REQUIRE(f1);
+  CHECK(f1->count == 1);
+  CHECK(f1->first_at == 1000);
+  auto f2 = db->note_login_failure("alice", 1500, 900);
+  REQUIRE(f2);
+  CHECK(f2->count == 2);
+  CHECK(f2->first_at == 1000); // the window started with the first failure
+  CHECK(db->login_failures("alice")->count == 2);
+  CHECK(db->login_failures("bob")->count == 0);
+  // After the window a failure starts a new one.
+  auto f3 = db->note_login_failure("alice", 2000, 900);
+  REQUIRE(f3);
+  CHECK(f3->count == 1);
+  CHECK(f3->first_at == 2000);
+  REQUIRE(db->clear_login_failures("alice"));
+  CHECK(db->login_failures("alice")->count == 0);
+  CHECK(lockout_name("AlIcE") == "alice");
+  CHECK(lockout_name("\xc3\x89lise") == "\xc3\x89lise");
+}
+
+TEST_CASE("failed logins from several gateways add up", "[store]") {
+  EACH_BACKEND();
+  auto a = fixture.open();
+  auto b = fixture.open(); // a second connection: another gateway
+  std::thread ta([&] {
+    for (int i = 0; i < 20; ++i)
+      a->note_login_failure("mallory", 1000, 900);
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < 20; ++i)
+      b->note_login_failure("mallory", 1000, 900);
+  });
+  ta.join();
+  tb.join();
+  CHECK(a->login_failures("mallory")->count == 40);
+}
+
+TEST_CASE("jobs are claimed, renewed, released and cancelled", "[store]") {
+  EACH_BACKEND();
+  auto db = fixture.open();
+  auto alice = make_user(*db, "alice");
+  REQUIRE(db->create_job(make_job("j_1", alice.id, job_state::queued, 100)));
+  REQUIRE(db->create_job(make_job("j_2", alice.id, job_state::running, 200)));
+  REQUIRE(db->create_job(make_job("j_3", alice.id, job_state::queued, 300)));
+  REQUIRE(db->create_job(make_job("j_done", alice.id, job_state::succeeded, 50)));
+  const int64_t now = 10'000;
+
+  auto got = db->claim_jobs("node-a", now, 15, 2, false);
+  REQUIRE(got);
+  REQUIRE(got->size() == 2); // the limit, oldest first
+  CHECK(got->at(0).id == "j_1");
+  CHECK(got->at(1).id == "j_2");
+  CHECK(got->at(0).owner == "node-a");
+  CHECK(got->at(0).lease_until == now + 15);
+
+  // Another node gets what is left, not what node-a holds.
+  auto rest = db->claim_jobs("node-b", now, 15, 0, false);
+  REQUIRE(rest);
+  REQUIRE(rest->size() == 1);
+  CHECK(rest->at(0).id == "j_3");
+  CHECK(db->claim_jobs("node-b", now, 15, 0, false)->empty());
+  auto held = db->claim_job("j_1", "node-b", now, 15);
+  REQUIRE_FALSE(held);
+  CHECK(held.error().code == errc::conflict);
+  CHECK_THAT(held.error().message, Catch::Contains("node-a"));
+  CHECK(db->claim_job("j_done", "node-b", now, 15).error().code == errc::conflict);
+  CHECK(db->claim_job("j_nope", "node-b", now, 15).error().code == errc::not_found);
+  CHECK(db->claim_job("j_1", "node-a", now, 15)); // one's own again: fine
+
+  SECTION("a holder's update is guarded; the lease is not rolled back") {
+    auto renewed = db->renew_leases("node-a", now + 100);
+    REQUIRE(renewed);
+    std::set<std::string> ids(renewed->begin(), renewed->end());
+    CHECK(ids == std::set<std::string>{"j_1", "j_2"});
+    auto j = got->at(0); // lease_until is the claim's, older than the renewal
+    j.state = job_state::running;
+    j.progress = 0.5;
+    REQUIRE(db->update_job(j, "node-a"));
+    CHECK(db->find_job("j_1")->lease_until == now + 100);
+    CHECK(db->find_job("j_1")->progress == Approx(0.5));
+    auto st = db->update_job(j, "node-b");
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == errc::conflict);
+    CHECK(db->update_job(make_job("j_nope", alice.id, job_state::failed, 1), "node-a")
+            .error().code == errc::not_found);
+  }
+  SECTION("a lapsed lease is taken over, and the old holder cannot write") {
+    auto later = now + 16;
+    auto taken = db->claim_jobs("node-b", later, 15, 0, false);
+    REQUIRE(taken);
+    REQUIRE(taken->size() == 3); // j_1, j_2 and j_3: every lease has lapsed by now
+    CHECK(taken->at(0).owner == "node-b");
+    auto j = got->at(0);
+    j.state = job_state::succeeded;
+    CHECK(db->update_job(j, "node-a").error().code == errc::conflict);
+    CHECK(db->renew_leases("node-a", later + 15)->empty());
+  }
+  SECTION("cancelled elsewhere: gone from the holder's renewal, its write refused") {
+    auto c = db->cancel_job("j_2", now + 1);
+    REQUIRE(c);
+    CHECK(c->state == job_state::cancelled);
+    CHECK(c->finished_at == now + 1);
+    CHECK(c->owner == "node-a");
+    auto renewed = db->renew_leases("node-a", now + 30);
+    REQUIRE(renewed);
+    CHECK(*renewed == std::vector<std::string>{"j_1"});
+    auto j = got->at(1);
+    j.state = job_state::succeeded;
+    CHECK(db->update_job(j, "node-a").error().code == errc::conflict);
+    CHECK(db->find_job("j_2")->state == job_state::cancelled);
+    auto again = db->cancel_job("j_2", now + 2);
+    REQUIRE_FALSE(again);
+    CHECK(again.error().code == errc::conflict);
+    CHECK_THAT(again.error().message, Catch::Contains("already cancelled"));
+    CHECK(db->cancel_job("j_nope", now).error().code == errc::not_found);
+  }
+  SECTION("released jobs are claimed at once; a restarted single node takes all") {
+    REQUIRE(db->release_jobs("node-a"));
+    CHECK(db->find_job("j_1")->owner.empty());
+    CHECK(db->find_job("j_1")->lease_until == 0);
+    auto back = db->claim_jobs("node-c", now, 15, 0, false);
+    REQUIRE(back);
+    CHECK(back->size() == 2);
+    auto all = db->claim_jobs("node-d", now, 15, 0, /*ignore_leases=*/true);
+    REQUIRE(all);
+    CHECK(all->size() == 3);
+    CHECK(db->find_job("j_done")->owner.empty()); // finished jobs are never claimed
+  }
+  SECTION("clearing the owner clears the lease") {
+    auto found = db->find_job("j_1");
+    REQUIRE(found);
+    job_record j = found.value();
+    j.owner.clear();
+    REQUIRE(db->update_job(j));
+    CHECK(db->find_job("j_1")->lease_until == 0);
+  }
+}
+
+TEST_CASE("two nodes claiming at once never get the same job", "[store]") {
+  EACH_BACKEND();
+  auto setup = fixture.open();
+  auto u = make_user(*setup, "alice");
+  constexpr int kJobs = 60;
+  for (int i = 0; i < kJobs; ++i)
+    REQUIRE(setup->create_job(make_job("j_" + std::to_string(1000 + i), u.id, job_state::queued, i)));
+  std::vector<std::string> got_a, got_b;
+  auto claimer = [&](const std::string& name, std::vector<std::string>& out) {
+    auto db = fixture.open();
+    for (int round = 0; round < kJobs; ++round) {
+      auto r = db->claim_jobs(name, 10'000, 15, 1, false);
+      if (r)
+        for (auto& j : *r)
+          out.push_back(j.id);
+    }
+  };
+  std::thread a([&] { claimer("node-a", got_a); });
+  std::thread b([&] { claimer("node-b", got_b); });
+  a.join();
+  b.join();
+  std::set<std::string> all(got_a.begin(), got_a.end());
+  for (auto& id : got_b)
+    CHECK(all.insert(id).second); // no job twice
+  CHECK(all.size() == static_cast<size_t>(kJobs));
+  CHECK(got_a.size() + got_b.size() == static_cast<size_t>(kJobs));
 }
