@@ -18,6 +18,7 @@
 //    next call reconnects. statement_timeout bounds every statement, so no
 //    store request outlives the HTTP request waiting for it.
 #include "store/store.hpp"
+#include "store/rows.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -30,6 +31,8 @@
 namespace rookery {
 
 namespace {
+
+using namespace store_rows;
 
 // Migration i brings the schema from version i to i + 1. Never edit a step
 // that has shipped: append one.
@@ -150,98 +153,6 @@ std::string num(double v) {
   return buf;
 }
 
-std::string scopes_to_text(const std::vector<std::string>& scopes) {
-  return nlohmann::json(scopes).dump();
-}
-
-std::vector<std::string> scopes_from_text(const std::string& text) {
-  std::vector<std::string> out;
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array())
-    return out;
-  for (auto& e : j)
-    if (e.is_string())
-      out.push_back(e.get<std::string>());
-  return out;
-}
-
-#define USER_COLUMNS "id, username, password_hash, is_admin, created_at"
-user_record read_user(const row& s) {
-  user_record u;
-  u.id = static_cast<uint64_t>(s.i64(0));
-  u.username = s.text(1);
-  u.password_hash = s.text(2);
-  u.is_admin = s.i64(3) != 0;
-  u.created_at = s.i64(4);
-  return u;
-}
-
-#define SESSION_COLUMNS "id, token_hash, user_id, scopes, created_at, expires_at"
-session_record read_session(const row& s) {
-  session_record r;
-  r.id = s.text(0);
-  r.token_hash = s.text(1);
-  r.user_id = static_cast<uint64_t>(s.i64(2));
-  r.scopes = scopes_from_text(s.text(3));
-  r.created_at = s.i64(4);
-  r.expires_at = s.i64(5);
-  return r;
-}
-
-#define KEY_COLUMNS "id, user_id, name, scopes, key_hash, prefix, created_at, expires_at"
-key_record read_key(const row& s) {
-  key_record k;
-  k.id = s.text(0);
-  k.user_id = static_cast<uint64_t>(s.i64(1));
-  k.name = s.text(2);
-  k.scopes = scopes_from_text(s.text(3));
-  k.key_hash = s.text(4);
-  k.prefix = s.text(5);
-  k.created_at = s.i64(6);
-  k.expires_at = s.i64(7);
-  return k;
-}
-
-#define JOB_COLUMNS                                                                     \
-  "id, user_id, kind, state, spec_json, result_json, error, progress, created_at, "   \
-  "started_at, finished_at, progress_json, owner, lease_until"
-job_record read_job(const row& s) {
-  job_record j;
-  j.id = s.text(0);
-  j.user_id = static_cast<uint64_t>(s.i64(1));
-  j.kind = s.text(2);
-  j.state = s.text(3);
-  j.spec_json = s.text(4);
-  j.result_json = s.text(5);
-  j.error = s.text(6);
-  j.progress = s.real(7);
-  j.created_at = s.i64(8);
-  j.started_at = s.i64(9);
-  j.finished_at = s.i64(10);
-  j.progress_json = s.text(11);
-  j.owner = s.text(12);
-  j.lease_until = s.i64(13);
-  return j;
-}
-
-#define MODEL_COLUMNS "name, version, arch, format, path, config_json, owner_id, created_at"
-model_record read_model(const row& s) {
-  model_record m;
-  m.name = s.text(0);
-  m.version = static_cast<uint32_t>(s.i64(1));
-  m.arch = s.text(2);
-  m.format = s.text(3);
-  m.path = s.text(4);
-  m.config_json = s.text(5);
-  m.owner_id = static_cast<uint64_t>(s.i64(6));
-  m.created_at = s.i64(7);
-  return m;
-}
-
-login_failures_record read_failures(const row& s) {
-  return login_failures_record{s.text(0), static_cast<uint32_t>(s.i64(1)), s.i64(2)};
-}
-
 const char* kUnfinished = "state IN ('queued', 'running')";
 
 class PgStore final : public Store {
@@ -323,12 +234,12 @@ public:
   result<user_record> find_user_by_name(const std::string& username) override {
     return one<user_record>("SELECT " USER_COLUMNS " FROM users "
                             "WHERE rookery_fold(username) = rookery_fold($1)",
-                            {username}, read_user, "find user",
+                            {username}, read_user<row>, "find user",
                             "no user named '" + username + "'");
   }
   result<user_record> find_user(uint64_t id) override {
     return one<user_record>("SELECT " USER_COLUMNS " FROM users WHERE id = $1", {num(id)},
-                            read_user, "find user", "no user with id " + std::to_string(id));
+                            read_user<row>, "find user", "no user with id " + std::to_string(id));
   }
   result<int64_t> count_users() override {
     auto r = run("SELECT count(*) FROM users", {}, "count users");
@@ -346,7 +257,7 @@ public:
   }
   result<session_record> find_session_by_token_hash(const std::string& hash) override {
     return one<session_record>("SELECT " SESSION_COLUMNS " FROM sessions WHERE token_hash = $1",
-                               {hash}, read_session, "find session", "no such session");
+                               {hash}, read_session<row>, "find session", "no such session");
   }
   status delete_session(const std::string& id) override {
     return change("DELETE FROM sessions WHERE id = $1", {id}, "delete session",
@@ -355,7 +266,7 @@ public:
   result<std::vector<session_record>> active_sessions(int64_t now) override {
     return all<session_record>("SELECT " SESSION_COLUMNS " FROM sessions "
                                "WHERE expires_at = 0 OR expires_at > $1 ORDER BY created_at, id",
-                               {num(now)}, read_session, "list sessions");
+                               {num(now)}, read_session<row>, "list sessions");
   }
   status purge_expired_sessions(int64_t now) override {
     return change("DELETE FROM sessions WHERE expires_at <> 0 AND expires_at <= $1", {num(now)},
@@ -371,13 +282,13 @@ public:
       "count = CASE WHEN login_failures.first_at < $3 THEN 1 ELSE login_failures.count + 1 END, "
       "first_at = CASE WHEN login_failures.first_at < $3 THEN EXCLUDED.first_at "
       "ELSE login_failures.first_at END RETURNING username, count, first_at",
-      {username, num(now), num(now - window_s)}, read_failures, "count a failed login",
+      {username, num(now), num(now - window_s)}, read_failures<row>, "count a failed login",
       "count a failed login: no row");
   }
   result<login_failures_record> login_failures(const std::string& username) override {
     auto r = one<login_failures_record>(
       "SELECT username, count, first_at FROM login_failures WHERE username = $1", {username},
-      read_failures, "read failed logins", "");
+      read_failures<row>, "read failed logins", "");
     if (!r && r.error().code == errc::not_found)
       return login_failures_record{username, 0, 0};
     return r;
@@ -397,11 +308,11 @@ public:
   result<std::vector<key_record>> list_keys(uint64_t user_id) override {
     return all<key_record>("SELECT " KEY_COLUMNS " FROM api_keys WHERE user_id = $1 "
                            "ORDER BY created_at, id",
-                           {num(user_id)}, read_key, "list API keys");
+                           {num(user_id)}, read_key<row>, "list API keys");
   }
   result<key_record> find_key_by_hash(const std::string& hash) override {
     return one<key_record>("SELECT " KEY_COLUMNS " FROM api_keys WHERE key_hash = $1", {hash},
-                           read_key, "find API key", "no such API key");
+                           read_key<row>, "find API key", "no such API key");
   }
   status delete_key(uint64_t user_id, const std::string& key_id) override {
     return change("DELETE FROM api_keys WHERE id = $1 AND user_id = $2", {key_id, num(user_id)},
@@ -437,19 +348,19 @@ public:
     return {};
   }
   result<job_record> find_job(const std::string& id) override {
-    return one<job_record>("SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1", {id}, read_job,
+    return one<job_record>("SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1", {id}, read_job<row>,
                            "find job", "no job '" + id + "'");
   }
   result<std::vector<job_record>> list_jobs(uint64_t user_id, int limit) override {
     return all<job_record>("SELECT " JOB_COLUMNS " FROM jobs WHERE user_id = $1 "
                            "ORDER BY created_at DESC, seq DESC LIMIT $2",
-                           {num(user_id), num(int64_t{limit > 0 ? limit : INT32_MAX})}, read_job,
+                           {num(user_id), num(int64_t{limit > 0 ? limit : INT32_MAX})}, read_job<row>,
                            "list jobs");
   }
   result<std::vector<job_record>> unfinished_jobs() override {
     return all<job_record>(std::string("SELECT " JOB_COLUMNS " FROM jobs WHERE ") + kUnfinished
                              + " ORDER BY created_at, seq",
-                           {}, read_job, "list unfinished jobs");
+                           {}, read_job<row>, "list unfinished jobs");
   }
   result<std::vector<job_record>> claim_jobs(const std::string& owner, int64_t now,
                                              int64_t lease_s, uint32_t limit,
@@ -462,7 +373,7 @@ public:
           "ORDER BY created_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING " JOB_COLUMNS,
       {owner, num(now + lease_s), ignore_leases ? "true" : "false", num(now),
        num(int64_t{limit > 0 ? static_cast<int64_t>(limit) : INT32_MAX})},
-      read_job, "claim jobs");
+      read_job<row>, "claim jobs");
     if (r)
       std::sort(r->begin(), r->end(), [](const job_record& a, const job_record& b) {
         return a.created_at != b.created_at ? a.created_at < b.created_at : a.id < b.id;
@@ -476,7 +387,7 @@ public:
                                + kUnfinished
                                + " AND (owner = '' OR owner = $1 OR lease_until < $4) "
                                  "RETURNING " JOB_COLUMNS,
-                             {owner, num(now + lease_s), id, num(now)}, read_job, "claim job", "");
+                             {owner, num(now + lease_s), id, num(now)}, read_job<row>, "claim job", "");
     if (r || r.error().code != errc::not_found)
       return r;
     auto cur = find_job(id);
@@ -501,7 +412,7 @@ public:
     auto r = one<job_record>(std::string("UPDATE jobs SET state = 'cancelled', finished_at = $1 "
                                          "WHERE id = $2 AND ")
                                + kUnfinished + " RETURNING " JOB_COLUMNS,
-                             {num(now), id}, read_job, "cancel job", "");
+                             {num(now), id}, read_job<row>, "cancel job", "");
     if (r || r.error().code != errc::not_found)
       return r;
     auto cur = find_job(id);
@@ -525,7 +436,7 @@ public:
   }
   result<std::vector<model_record>> list_models() override {
     return all<model_record>("SELECT " MODEL_COLUMNS " FROM models ORDER BY name, version", {},
-                             read_model, "list models");
+                             read_model<row>, "list models");
   }
   result<model_record> find_model(const std::string& name, uint32_t version) override {
     std::string missing = version == 0 ? "no model '" + name + "'"
@@ -534,10 +445,10 @@ public:
     if (version == 0)
       return one<model_record>("SELECT " MODEL_COLUMNS " FROM models WHERE name = $1 "
                                "ORDER BY version DESC LIMIT 1",
-                               {name}, read_model, "find model", missing);
+                               {name}, read_model<row>, "find model", missing);
     return one<model_record>("SELECT " MODEL_COLUMNS " FROM models WHERE name = $1 "
                              "AND version = $2",
-                             {name, num(int64_t{version})}, read_model, "find model", missing);
+                             {name, num(int64_t{version})}, read_model<row>, "find model", missing);
   }
   status delete_model(const std::string& name) override {
     return change("DELETE FROM models WHERE name = $1", {name}, "delete model",

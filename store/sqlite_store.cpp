@@ -1,5 +1,6 @@
 // The SQLite backend of the store (see store/store.hpp): the embedded default.
 #include "store/store.hpp"
+#include "store/rows.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -13,6 +14,8 @@
 namespace rookery {
 
 namespace {
+
+using namespace store_rows;
 
 // --- schema migrations ------------------------------------------------------
 //
@@ -219,98 +222,6 @@ result<T> single(sqlite3* db, statement& s, Reader read, const std::string& what
   return sql_failure(db, rc, what);
 }
 
-// --- scopes: stored as a JSON array of strings --------------------------------
-
-std::string scopes_to_text(const std::vector<std::string>& scopes) {
-  return nlohmann::json(scopes).dump();
-}
-
-std::vector<std::string> scopes_from_text(const std::string& text) {
-  std::vector<std::string> out;
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array())
-    return out;
-  for (auto& e : j)
-    if (e.is_string())
-      out.push_back(e.get<std::string>());
-  return out;
-}
-
-// --- row readers (column order matches the *_COLUMNS lists) -----------------
-
-#define USER_COLUMNS "id, username, password_hash, is_admin, created_at"
-user_record read_user(const statement& s) {
-  user_record u;
-  u.id = static_cast<uint64_t>(s.i64(0));
-  u.username = s.text(1);
-  u.password_hash = s.text(2);
-  u.is_admin = s.i64(3) != 0;
-  u.created_at = s.i64(4);
-  return u;
-}
-
-#define SESSION_COLUMNS "id, token_hash, user_id, scopes, created_at, expires_at"
-session_record read_session(const statement& s) {
-  session_record r;
-  r.id = s.text(0);
-  r.token_hash = s.text(1);
-  r.user_id = static_cast<uint64_t>(s.i64(2));
-  r.scopes = scopes_from_text(s.text(3));
-  r.created_at = s.i64(4);
-  r.expires_at = s.i64(5);
-  return r;
-}
-
-#define KEY_COLUMNS "id, user_id, name, scopes, key_hash, prefix, created_at, expires_at"
-key_record read_key(const statement& s) {
-  key_record k;
-  k.id = s.text(0);
-  k.user_id = static_cast<uint64_t>(s.i64(1));
-  k.name = s.text(2);
-  k.scopes = scopes_from_text(s.text(3));
-  k.key_hash = s.text(4);
-  k.prefix = s.text(5);
-  k.created_at = s.i64(6);
-  k.expires_at = s.i64(7);
-  return k;
-}
-
-#define JOB_COLUMNS                                                                     \
-  "id, user_id, kind, state, spec_json, result_json, error, progress, created_at, "   \
-  "started_at, finished_at, progress_json, owner, lease_until"
-job_record read_job(const statement& s) {
-  job_record j;
-  j.id = s.text(0);
-  j.user_id = static_cast<uint64_t>(s.i64(1));
-  j.kind = s.text(2);
-  j.state = s.text(3);
-  j.spec_json = s.text(4);
-  j.result_json = s.text(5);
-  j.error = s.text(6);
-  j.progress = s.real(7);
-  j.created_at = s.i64(8);
-  j.started_at = s.i64(9);
-  j.finished_at = s.i64(10);
-  j.progress_json = s.text(11);
-  j.owner = s.text(12);
-  j.lease_until = s.i64(13);
-  return j;
-}
-
-#define MODEL_COLUMNS "name, version, arch, format, path, config_json, owner_id, created_at"
-model_record read_model(const statement& s) {
-  model_record m;
-  m.name = s.text(0);
-  m.version = static_cast<uint32_t>(s.i64(1));
-  m.arch = s.text(2);
-  m.format = s.text(3);
-  m.path = s.text(4);
-  m.config_json = s.text(5);
-  m.owner_id = static_cast<uint64_t>(s.i64(6));
-  m.created_at = s.i64(7);
-  return m;
-}
-
 class SqliteStore final : public Store {
 public:
   explicit SqliteStore(sqlite3* db) : db_(db) {}
@@ -490,14 +401,14 @@ result<user_record> SqliteStore::create_user(const user_record& in) {
 result<user_record> SqliteStore::find_user_by_name(const std::string& username) {
   statement s(db_, "SELECT " USER_COLUMNS " FROM users WHERE username = ?");
   s.bind(username);
-  return single<user_record>(db_, s, read_user, "find user",
+  return single<user_record>(db_, s, read_user<statement>, "find user",
                              "no user named '" + username + "'");
 }
 
 result<user_record> SqliteStore::find_user(uint64_t id) {
   statement s(db_, "SELECT " USER_COLUMNS " FROM users WHERE id = ?");
   s.bind(id);
-  return single<user_record>(db_, s, read_user, "find user",
+  return single<user_record>(db_, s, read_user<statement>, "find user",
                              "no user with id " + std::to_string(id));
 }
 
@@ -519,7 +430,7 @@ status SqliteStore::create_session(const session_record& r) {
 result<session_record> SqliteStore::find_session_by_token_hash(const std::string& token_hash) {
   statement s(db_, "SELECT " SESSION_COLUMNS " FROM sessions WHERE token_hash = ?");
   s.bind(token_hash);
-  return single<session_record>(db_, s, read_session, "find session", "no such session");
+  return single<session_record>(db_, s, read_session<statement>, "find session", "no such session");
 }
 
 status SqliteStore::delete_session(const std::string& id) {
@@ -532,7 +443,7 @@ result<std::vector<session_record>> SqliteStore::active_sessions(int64_t now) {
   statement s(db_, "SELECT " SESSION_COLUMNS " FROM sessions "
                    "WHERE expires_at = 0 OR expires_at > ? ORDER BY created_at, id");
   s.bind(now);
-  return collect<session_record>(db_, s, read_session, "list sessions");
+  return collect<session_record>(db_, s, read_session<statement>, "list sessions");
 }
 
 status SqliteStore::purge_expired_sessions(int64_t now) {
@@ -554,13 +465,13 @@ result<std::vector<key_record>> SqliteStore::list_keys(uint64_t user_id) {
   statement s(db_, "SELECT " KEY_COLUMNS " FROM api_keys WHERE user_id = ? "
                    "ORDER BY created_at, id");
   s.bind(user_id);
-  return collect<key_record>(db_, s, read_key, "list API keys");
+  return collect<key_record>(db_, s, read_key<statement>, "list API keys");
 }
 
 result<key_record> SqliteStore::find_key_by_hash(const std::string& key_hash) {
   statement s(db_, "SELECT " KEY_COLUMNS " FROM api_keys WHERE key_hash = ?");
   s.bind(key_hash);
-  return single<key_record>(db_, s, read_key, "find API key", "no such API key");
+  return single<key_record>(db_, s, read_key<statement>, "find API key", "no such API key");
 }
 
 status SqliteStore::delete_key(uint64_t user_id, const std::string& key_id) {
@@ -604,7 +515,7 @@ status SqliteStore::update_job(const job_record& j, const std::string& holder) {
 result<job_record> SqliteStore::find_job(const std::string& id) {
   statement s(db_, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?");
   s.bind(id);
-  return single<job_record>(db_, s, read_job, "find job", "no job '" + id + "'");
+  return single<job_record>(db_, s, read_job<statement>, "find job", "no job '" + id + "'");
 }
 
 result<std::vector<job_record>> SqliteStore::list_jobs(uint64_t user_id, int limit) {
@@ -612,14 +523,14 @@ result<std::vector<job_record>> SqliteStore::list_jobs(uint64_t user_id, int lim
   statement s(db_, "SELECT " JOB_COLUMNS " FROM jobs WHERE user_id = ? "
                    "ORDER BY created_at DESC, rowid DESC LIMIT ?");
   s.bind(user_id).bind(limit > 0 ? limit : -1);
-  return collect<job_record>(db_, s, read_job, "list jobs");
+  return collect<job_record>(db_, s, read_job<statement>, "list jobs");
 }
 
 result<std::vector<job_record>> SqliteStore::unfinished_jobs() {
   statement s(db_, "SELECT " JOB_COLUMNS " FROM jobs WHERE state IN (?, ?) "
                    "ORDER BY created_at, rowid");
   s.bind(job_state::queued).bind(job_state::running);
-  return collect<job_record>(db_, s, read_job, "list unfinished jobs");
+  return collect<job_record>(db_, s, read_job<statement>, "list unfinished jobs");
 }
 
 result<std::vector<job_record>> SqliteStore::claim_jobs(const std::string& owner, int64_t now,
@@ -632,7 +543,7 @@ result<std::vector<job_record>> SqliteStore::claim_jobs(const std::string& owner
                    "ORDER BY created_at, rowid LIMIT ?) RETURNING " JOB_COLUMNS);
   s.bind(owner).bind(now + lease_s).bind(job_state::queued).bind(job_state::running)
     .bind(ignore_leases).bind(now).bind(limit > 0 ? static_cast<int64_t>(limit) : -1);
-  auto jobs = collect<job_record>(db_, s, read_job, "claim jobs");
+  auto jobs = collect<job_record>(db_, s, read_job<statement>, "claim jobs");
   if (jobs) // RETURNING gives rows in no promised order
     std::sort(jobs->begin(), jobs->end(), [](const job_record& a, const job_record& b) {
       return a.created_at != b.created_at ? a.created_at < b.created_at : a.id < b.id;
@@ -646,7 +557,7 @@ result<job_record> SqliteStore::claim_job(const std::string& id, const std::stri
                    "AND (owner = '' OR owner = ? OR lease_until < ?) RETURNING " JOB_COLUMNS);
   s.bind(owner).bind(now + lease_s).bind(id).bind(job_state::queued).bind(job_state::running)
     .bind(owner).bind(now);
-  auto r = single<job_record>(db_, s, read_job, "claim job", "");
+  auto r = single<job_record>(db_, s, read_job<statement>, "claim job", "");
   if (r || r.error().code != errc::not_found)
     return r;
   auto cur = find_job(id);
@@ -677,7 +588,7 @@ result<job_record> SqliteStore::cancel_job(const std::string& id, int64_t now) {
                    "RETURNING " JOB_COLUMNS);
   s.bind(job_state::cancelled).bind(now).bind(id).bind(job_state::queued)
     .bind(job_state::running);
-  auto r = single<job_record>(db_, s, read_job, "cancel job", "");
+  auto r = single<job_record>(db_, s, read_job<statement>, "cancel job", "");
   if (r || r.error().code != errc::not_found)
     return r;
   auto cur = find_job(id);
@@ -699,9 +610,7 @@ result<login_failures_record> SqliteStore::note_login_failure(const std::string&
   s.bind(username).bind(now).bind(now - window_s).bind(now - window_s);
   return single<login_failures_record>(
     db_, s,
-    [](const statement& st) {
-      return login_failures_record{st.text(0), static_cast<uint32_t>(st.i64(1)), st.i64(2)};
-    },
+    read_failures<statement>,
     "count a failed login", "count a failed login: no row");
 }
 
@@ -710,9 +619,7 @@ result<login_failures_record> SqliteStore::login_failures(const std::string& use
   s.bind(username);
   auto r = single<login_failures_record>(
     db_, s,
-    [](const statement& st) {
-      return login_failures_record{st.text(0), static_cast<uint32_t>(st.i64(1)), st.i64(2)};
-    },
+    read_failures<statement>,
     "read failed logins", "");
   if (!r && r.error().code == errc::not_found)
     return login_failures_record{username, 0, 0};
@@ -739,7 +646,7 @@ status SqliteStore::put_model(const model_record& m) {
 
 result<std::vector<model_record>> SqliteStore::list_models() {
   statement s(db_, "SELECT " MODEL_COLUMNS " FROM models ORDER BY name, version");
-  return collect<model_record>(db_, s, read_model, "list models");
+  return collect<model_record>(db_, s, read_model<statement>, "list models");
 }
 
 result<model_record> SqliteStore::find_model(const std::string& name, uint32_t version) {
@@ -750,11 +657,11 @@ result<model_record> SqliteStore::find_model(const std::string& name, uint32_t v
     statement s(db_, "SELECT " MODEL_COLUMNS " FROM models WHERE name = ? "
                      "ORDER BY version DESC LIMIT 1");
     s.bind(name);
-    return single<model_record>(db_, s, read_model, "find model", missing);
+    return single<model_record>(db_, s, read_model<statement>, "find model", missing);
   }
   statement s(db_, "SELECT " MODEL_COLUMNS " FROM models WHERE name = ? AND version = ?");
   s.bind(name).bind(version);
-  return single<model_record>(db_, s, read_model, "find model", missing);
+  return single<model_record>(db_, s, read_model<statement>, "find model", missing);
 }
 
 status SqliteStore::delete_model(const std::string& name) {
