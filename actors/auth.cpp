@@ -266,7 +266,14 @@ auth_actor::behavior_type auth_impl(auth_actor::stateful_pointer<auth_state> sel
           });
       return rp;
     },
-    [=](expire_atom, const std::string& hash) { self->state.sessions.erase(hash); },
+    [=](expire_atom, const std::string& hash) {
+      // Only the session actor now cached for this token may remove it: a
+      // late message from one replaced by a revalidation must not.
+      auto i = self->state.sessions.find(hash);
+      if (i != self->state.sessions.end() && i->second.actor
+          && i->second.actor.address() == caf::actor_cast<caf::actor_addr>(self->current_sender()))
+        self->state.sessions.erase(i);
+    },
     [=](authn_atom, const std::string& kind,
         const std::string& secret) -> caf::result<principal> {
       auto hash = crypto::secret_hash(secret);

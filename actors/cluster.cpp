@@ -1,11 +1,17 @@
 #include "actors/cluster.hpp"
 
+#include "actors/model_router.hpp"
+
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "messages/registration.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <memory>
 
 namespace rookery {
 
@@ -16,6 +22,117 @@ void update_gauge(const cluster_state& st) {
   for (auto& w : st.workers)
     n += w.service ? 1 : 0;
   metrics::instance().set_gauge("rookery_cluster_workers_connected", "", n);
+}
+
+using self_ptr = cluster_actor::stateful_pointer<cluster_state>;
+
+std::string name_of(const cluster_state::worker& w) {
+  return w.host + ":" + std::to_string(w.port);
+}
+
+/// Notes on a pipeline that some workers refused.
+void note_partial(pipeline_info& p, size_t ok, const std::vector<std::string>& failed) {
+  if (!failed.empty())
+    p.status += "; added on " + std::to_string(ok) + " of " + std::to_string(ok + failed.size())
+                + " workers (failed: " + [&] {
+                    std::string all;
+                    for (auto& f : failed)
+                      all += (all.empty() ? "" : "; ") + f;
+                    return all;
+                  }() + ")";
+}
+
+void note_partial(caf::ok_atom&, size_t, const std::vector<std::string>&) {}
+
+/// Sends one request to every connected worker; answers the first success
+/// (noting the workers that refused), or the first error when all refused.
+/// `on_success` runs once when at least one worker took the change.
+template <class T, class... Ts>
+void broadcast(self_ptr self, caf::typed_response_promise<T> rp, std::function<void()> on_success,
+               Ts... xs) {
+  std::vector<std::pair<std::string, embed_service_actor>> live;
+  for (auto& w : self->state.workers)
+    if (w.service)
+      live.emplace_back(name_of(w), w.service);
+  if (live.empty()) {
+    rp.deliver(to_error(errc::unavailable, "no worker is reachable"));
+    return;
+  }
+  struct gather {
+    size_t left = 0;
+    size_t ok = 0;
+    std::optional<T> first;
+    std::vector<std::string> failed;
+    caf::error err;
+  };
+  auto g = std::make_shared<gather>();
+  g->left = live.size();
+  auto finish = [=]() mutable {
+    if (--g->left > 0)
+      return;
+    if (!g->first) {
+      rp.deliver(g->err);
+      return;
+    }
+    note_partial(*g->first, g->ok, g->failed);
+    if (on_success)
+      on_success();
+    rp.deliver(std::move(*g->first));
+  };
+  for (auto& [name, svc] : live)
+    self->request(svc, self->state.import_timeout, xs...)
+      .then(
+        [=](T& r) mutable {
+          ++g->ok;
+          if (!g->first)
+            g->first = std::move(r);
+          finish();
+        },
+        [=, name = name](caf::error& e) mutable {
+          g->failed.push_back(name + ": " + to_failure(e).message);
+          if (!g->err)
+            g->err = e;
+          finish();
+        });
+}
+
+/// Remembers the last run-time pipeline change per name, for replays.
+void remember(self_ptr self, cluster_state::pipeline_change c) {
+  auto& ch = self->state.changes;
+  ch.erase(std::remove_if(ch.begin(), ch.end(), [&](auto& x) { return x.name == c.name; }),
+           ch.end());
+  ch.push_back(std::move(c));
+}
+
+/// Brings a worker that (re)connected up to date with the run-time pipeline
+/// changes made through this gateway.
+void replay(self_ptr self, size_t i) {
+  auto& w = self->state.workers[i];
+  if (!w.service || self->state.changes.empty())
+    return;
+  log::info("cluster: replaying {} pipeline changes to worker {}", self->state.changes.size(),
+            name_of(w));
+  auto who = name_of(w);
+  auto report = [=](const std::string& name) {
+    return [=](caf::error& e) {
+      log::warn("cluster: worker {} refused pipeline '{}' on replay: {}", who, name,
+                to_failure(e).message);
+    };
+  };
+  for (auto& c : self->state.changes) {
+    if (c.removed)
+      self->request(w.service, self->state.timeout, caf::delete_atom::value, c.name)
+        .then([](caf::ok_atom) {}, [=](caf::error& e) {
+          if (to_failure(e).code != errc::not_found)
+            report(c.name)(e);
+        });
+    else if (c.spec)
+      self->request(w.service, self->state.timeout, caf::put_atom::value, *c.spec)
+        .then([](pipeline_info&) {}, report(c.name));
+    else if (c.model)
+      self->request(w.service, self->state.timeout, caf::put_atom::value, c.name, *c.model)
+        .then([](pipeline_info&) {}, report(c.name));
+  }
 }
 
 } // namespace
@@ -57,10 +174,14 @@ bool dispatch(cluster_actor::stateful_pointer<cluster_state> self, embed_request
 cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluster_state> self,
                                           std::vector<std::string> seeds,
                                           std::chrono::milliseconds reconnect,
-                                          std::chrono::milliseconds timeout) {
+                                          std::chrono::milliseconds timeout,
+                                          std::chrono::milliseconds import_timeout) {
   auto& st = self->state;
   st.reconnect = reconnect;
   st.timeout = timeout;
+  st.import_timeout = import_timeout;
+  st.router = self->spawn<caf::linked>(model_router_impl, caf::actor_cast<worker_directory_actor>(self),
+                                       timeout, import_timeout);
   for (auto& s : seeds) {
     cluster_state::worker w;
     auto colon = s.rfind(':');
@@ -79,6 +200,8 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
       auto orphans = std::move(w.pending);
       w.pending.clear();
       w.service = nullptr;
+      w.models = nullptr;
+      w.trainer = nullptr;
       update_gauge(st);
       log::warn("cluster: worker {}:{} is down ({}); {} requests in flight re-sent", w.host,
                 w.port, caf::to_string(dm.reason), orphans.size());
@@ -113,6 +236,32 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
             self->monitor(w.service);
             log::info("cluster: connected to worker {}:{}", w.host, w.port);
             update_gauge(self->state);
+            auto svc = w.service;
+            self->request(svc, std::chrono::seconds(10), caf::get_atom::value, model_atom::value)
+              .then(
+                [=](model_registry_actor& reg) {
+                  auto& w = self->state.workers.at(i);
+                  if (w.service == svc)
+                    w.models = reg;
+                },
+                [=](caf::error& e) {
+                  log::warn("cluster: worker {}:{} lends no model registry: {}",
+                            self->state.workers.at(i).host, self->state.workers.at(i).port,
+                            to_failure(e).message);
+                });
+            self->request(svc, std::chrono::seconds(10), caf::get_atom::value, job_atom::value)
+              .then(
+                [=](trainer_host_actor& host) {
+                  auto& w = self->state.workers.at(i);
+                  if (w.service == svc)
+                    w.trainer = host;
+                },
+                [=](caf::error& e) {
+                  log::warn("cluster: worker {}:{} hosts no training: {}",
+                            self->state.workers.at(i).host, self->state.workers.at(i).port,
+                            to_failure(e).message);
+                });
+            replay(self, i);
           },
           [=](caf::error& e) {
             auto& w = self->state.workers.at(i);
@@ -175,18 +324,65 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
             [=](caf::error&) mutable { finish(); });
       return rp;
     },
-    [=](caf::put_atom, const std::string& name, const std::string&) -> caf::result<pipeline_info> {
-      // Models live on the workers' disks: a gateway cannot add a pipeline.
-      return to_error(errc::unavailable, "pipeline '" + name + "' cannot be added through a "
-                                         "gateway: register models on the workers");
+    // Run-time pipelines: every connected worker gets the change, and a
+    // worker that connects later gets it replayed.
+    [=](caf::put_atom, const std::string& name, const std::string& model) -> caf::result<pipeline_info> {
+      auto rp = self->make_response_promise<pipeline_info>();
+      broadcast<pipeline_info>(self, rp, [=] {
+        cluster_state::pipeline_change c;
+        c.name = name;
+        c.model = model;
+        remember(self, std::move(c));
+      }, caf::put_atom::value, name, model);
+      return rp;
     },
     [=](caf::put_atom, const pipeline_spec_msg& spec) -> caf::result<pipeline_info> {
-      return to_error(errc::unavailable, "pipeline '" + spec.name + "' cannot be added through a "
-                                         "gateway: add pipelines on the workers");
+      auto rp = self->make_response_promise<pipeline_info>();
+      broadcast<pipeline_info>(self, rp, [=] {
+        cluster_state::pipeline_change c;
+        c.name = spec.name;
+        c.spec = spec;
+        remember(self, std::move(c));
+      }, caf::put_atom::value, spec);
+      return rp;
     },
     [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
-      return to_error(errc::unavailable, "pipeline '" + name + "' cannot be removed through a "
-                                         "gateway: remove it on the workers");
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      broadcast<caf::ok_atom>(self, rp, [=] {
+        cluster_state::pipeline_change c;
+        c.name = name;
+        c.removed = true;
+        remember(self, std::move(c));
+      }, caf::delete_atom::value, name);
+      return rp;
+    },
+    [=](caf::get_atom, model_atom) -> caf::result<model_registry_actor> {
+      if (!self->state.router)
+        return to_error(errc::unavailable, "this gateway routes no models");
+      return self->state.router;
+    },
+    [=](caf::get_atom, job_atom) -> caf::result<trainer_host_actor> {
+      return to_error(errc::unavailable, "a gateway hosts no training: its workers do");
+    },
+    [=](list_atom, job_atom) -> caf::result<std::vector<caf::actor>, std::vector<std::string>> {
+      std::vector<caf::actor> hosts;
+      std::vector<std::string> names;
+      for (auto& w : self->state.workers)
+        if (w.service && w.trainer) {
+          hosts.push_back(caf::actor_cast<caf::actor>(w.trainer));
+          names.push_back(name_of(w));
+        }
+      return {std::move(hosts), std::move(names)};
+    },
+    [=](list_atom, model_atom) -> caf::result<std::vector<caf::actor>, std::vector<std::string>> {
+      std::vector<caf::actor> regs;
+      std::vector<std::string> names;
+      for (auto& w : self->state.workers)
+        if (w.service && w.models) {
+          regs.push_back(caf::actor_cast<caf::actor>(w.models));
+          names.push_back(name_of(w));
+        }
+      return {std::move(regs), std::move(names)};
     },
   };
 }

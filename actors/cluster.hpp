@@ -4,11 +4,20 @@
 // service, fails the requests in flight to a worker the moment it goes down
 // (CAF 0.17 would otherwise let them wait for their timeout) by sending them
 // once to another worker (an embedding is safe to repeat), and reconnects.
+//
+// Pipelines added or removed through a gateway go to every connected worker,
+// and the gateway keeps the last change per pipeline name to replay to a
+// worker when it (re)connects, so workers agree on the run-time pipelines
+// even when one was down while they changed. Each worker's model registry is
+// fetched on connect; the model router (actors/model_router.hpp) serves
+// /v1/models and /v2 from them.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <optional>
 
 #include <caf/typed_response_promise.hpp>
 
@@ -16,8 +25,19 @@
 
 namespace rookery {
 
-/// The router answers the embedding-service protocol plus internal messages.
-using cluster_actor = embed_service_actor::extend<
+/// What the connected workers lend a gateway: the model router and the job
+/// manager ask for it.
+using worker_directory_actor = caf::typed_actor<
+  // The model registries of the connected workers (model_registry_actor
+  // handles) and their names ("host:port"), in the same order.
+  caf::replies_to<list_atom, model_atom>::with<std::vector<caf::actor>, std::vector<std::string>>,
+  // The trainer hosts of the connected workers (trainer_host_actor handles)
+  // and their names, in the same order.
+  caf::replies_to<list_atom, job_atom>::with<std::vector<caf::actor>, std::vector<std::string>>>;
+
+/// The router answers the embedding-service protocol, the worker directory,
+/// and internal messages.
+using cluster_actor = embed_service_actor::extend_with<worker_directory_actor>::extend<
   // Internal: (re)connect to seed number i.
   caf::reacts_to<retry_atom, uint64_t>,
   // Number of connected workers.
@@ -29,6 +49,8 @@ struct cluster_state {
     std::string host;
     uint16_t port = 0;
     embed_service_actor service; // null while disconnected
+    model_registry_actor models;  // its registry; null until fetched
+    trainer_host_actor trainer;   // its trainer host; null until fetched
     bool connecting = false;
     struct in_flight {
       caf::typed_response_promise<embed_result> promise;
@@ -38,10 +60,21 @@ struct cluster_state {
     std::map<uint64_t, in_flight> pending;
   };
   std::vector<worker> workers;
+  /// The last change of a run-time pipeline made through this gateway:
+  /// added from a registered model, added from an operator chain, or removed.
+  struct pipeline_change {
+    std::string name;
+    std::optional<std::string> model;         // put (name, model)
+    std::optional<pipeline_spec_msg> spec;    // put (spec)
+    bool removed = false;                     // delete (name)
+  };
+  std::vector<pipeline_change> changes; // oldest first, one per name
   size_t next = 0;
   uint64_t next_request = 0;
+  model_registry_actor router; // the model router over the workers' registries
   std::chrono::milliseconds reconnect{1000};
   std::chrono::milliseconds timeout{30000};
+  std::chrono::milliseconds import_timeout{300000}; // pipeline and model changes
 };
 
 /// Sends `req` to the next connected worker; false when none is connected.
@@ -51,6 +84,7 @@ bool dispatch(cluster_actor::stateful_pointer<cluster_state> self, embed_request
 cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluster_state> self,
                                           std::vector<std::string> seeds,
                                           std::chrono::milliseconds reconnect,
-                                          std::chrono::milliseconds timeout);
+                                          std::chrono::milliseconds timeout,
+                                          std::chrono::milliseconds import_timeout);
 
 } // namespace rookery

@@ -324,7 +324,7 @@ void add_pipeline(service_ptr self, const config& cfg, model_registry_actor regi
 
 embed_service_actor::behavior_type
 service_impl(service_ptr self, std::map<std::string, pipeline_entry> pipelines, std::string node,
-             config cfg, model_registry_actor registry) {
+             config cfg, model_registry_actor registry, trainer_host_actor trainer) {
   self->state.pipelines = std::move(pipelines);
   self->state.mime_overrides = cfg.mime_table;
   self->state.node = std::move(node);
@@ -442,6 +442,16 @@ service_impl(service_ptr self, std::map<std::string, pipeline_entry> pipelines, 
       log::info("pipeline {}: removed", name);
       return caf::ok_atom::value;
     },
+    [=](caf::get_atom, model_atom) -> caf::result<model_registry_actor> {
+      if (!registry)
+        return to_error(errc::unavailable, "this node serves no models");
+      return registry;
+    },
+    [=](caf::get_atom, job_atom) -> caf::result<trainer_host_actor> {
+      if (!trainer)
+        return to_error(errc::unavailable, "this node hosts no training for gateways");
+      return trainer;
+    },
   };
 }
 
@@ -449,7 +459,8 @@ service_impl(service_ptr self, std::map<std::string, pipeline_entry> pipelines, 
 
 result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
                                                 std::vector<caf::actor>& spawned,
-                                                model_registry_actor registry) {
+                                                model_registry_actor registry,
+                                                trainer_host_actor trainer) {
   // Series models that time-series jobs registered (series_model operator).
   pipe::set_series_models_dir((fs::path(cfg.data) / "series-models").string());
   pipe::set_text_models_dir((fs::path(cfg.data) / "text-models").string());
@@ -514,7 +525,7 @@ result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const co
     pipelines[name] = std::move(e);
   }
   auto node = cfg.cluster_host + ":" + std::to_string(cfg.cluster_port);
-  return sys.spawn(service_impl, std::move(pipelines), node, cfg, registry);
+  return sys.spawn(service_impl, std::move(pipelines), node, cfg, registry, trainer);
 }
 
 } // namespace rookery

@@ -25,9 +25,11 @@ namespace rookery {
 /// Compiles the pipelines, takes their models' pools from `registry` (waiting
 /// for them to load: the node does not listen yet), spawns the stages and
 /// returns the service actor. Never fails for
-/// missing weights: the pipeline is then flagged in its info.
+/// missing weights: the pipeline is then flagged in its info. `trainer` (a
+/// worker's trainer host, else null) is lent to gateways on request.
 result<embed_service_actor> spawn_embed_service(caf::actor_system& sys, const config& cfg,
                                                 std::vector<caf::actor>& spawned,
-                                                model_registry_actor registry);
+                                                model_registry_actor registry,
+                                                trainer_host_actor trainer = {});
 
 } // namespace rookery

@@ -10,6 +10,7 @@
 
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
+#include "common/job_files.hpp"
 #include "common/log.hpp"
 #include "messages/json.hpp"
 #include "messages/registration.hpp"
@@ -28,7 +29,6 @@ constexpr auto kStoreTimeout = std::chrono::seconds(30);
 constexpr auto kJobTimeout = std::chrono::minutes(10);
 constexpr auto kImportTimeout = std::chrono::minutes(5);
 constexpr int64_t kPersistEveryMs = 2000; // progress writes to the store, per job
-constexpr size_t kMaxHistoryPoints = 5000;
 
 const char* kTrain = "train";
 
@@ -43,57 +43,7 @@ int64_t now_ms() {
 }
 
 fs::path job_dir(const job_manager_state& st, const std::string& id) {
-  return fs::path(st.jobs_dir) / id;
-}
-
-std::string input_path(const std::string& dir, const std::string& id) {
-  return (fs::path(dir) / id / "input.bin").string();
-}
-
-status write_file(const std::string& path, const std::string& bytes) {
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  std::ofstream out(path + ".tmp", std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out)
-    return fail(errc::internal, "cannot write job input " + path);
-  fs::rename(path + ".tmp", path, ec); // atomic: a crash leaves no half file
-  if (ec)
-    return fail(errc::internal, "cannot write job input " + path + ": " + ec.message());
-  return {};
-}
-
-/// The metric history of a training job (metrics.jsonl) as a JSON array.
-std::string read_history(const fs::path& dir) {
-  std::ifstream in(dir / "metrics.jsonl");
-  std::deque<json> points;
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line, nullptr, false);
-    if (!j.is_object())
-      continue;
-    points.push_back(std::move(j));
-    if (points.size() > kMaxHistoryPoints)
-      points.pop_front();
-  }
-  json arr = json::array();
-  for (auto& p : points)
-    arr.push_back(std::move(p));
-  return arr.dump();
-}
-
-const char* content_type_of(const fs::path& p) {
-  auto ext = p.extension().string();
-  if (ext == ".png")
-    return "image/png";
-  if (ext == ".json")
-    return "application/json";
-  if (ext == ".jsonl")
-    return "application/x-ndjson";
-  if (ext == ".txt")
-    return "text/plain; charset=utf-8";
-  return "application/octet-stream";
+  return jobs::dir_of(st.jobs_dir, id);
 }
 
 /// Looks a job up in the store and hands it to `f` when `who` may see it;
@@ -177,42 +127,13 @@ void lose(self_ptr self, const std::string& id) {
     st.stopping.insert(id);
   if (auto r = st.runs->find(id); r != st.runs->end()) {
     r->second->stop = true; // it reports done; the stopping set frees its slot, no more
-
     st.runs->erase(r);
   }
+  if (auto r = st.remote.find(id); r != st.remote.end())
+    self->send(r->second.host, cancel_atom::value, id); // likewise, from the worker
   st.active.erase(i);
   self->request(st.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
       .then([=](job_record& j) { close_subscribers(self, j); }, [](caf::error&) {});
-}
-
-/// The trainer: one detached actor per running training job. fit() runs in
-/// its first message handler (its own thread); events go to the manager.
-caf::behavior trainer_actor(caf::event_based_actor* self, std::string id, std::string spec,
-                            train_env env, std::string dir, std::shared_ptr<run_control> ctl,
-                            job_manager_actor manager) {
-  self->send(self, tick_atom::value);
-  return {
-      [=](tick_atom) {
-        result<std::string> r = fail(errc::internal, "the training run ended unexpectedly");
-        try {
-          r = run_train_job(spec, env, dir, ctl->stop,
-                            [&](const std::string& type, const std::string& payload) {
-                              self->send(manager, train_event{id, type, payload});
-                            });
-        } catch (const std::exception& e) {
-          r = fail(errc::internal, std::string{"the training run failed: "} + e.what());
-        }
-        // Always reported, so the manager frees the run's slot only now. On
-        // shutdown the job stays unfinished in the store, to resume on restart.
-        if (!ctl->shutdown) {
-          if (r)
-            self->send(manager, done_atom::value, id, true, *r);
-          else
-            self->send(manager, done_atom::value, id, false, r.error().message);
-        }
-        self->quit();
-      },
-  };
 }
 
 using meta_fn = std::function<void(model_meta&)>;
@@ -325,6 +246,233 @@ void register_model(self_ptr self, const job_record& j, const std::string& name,
           [=](caf::error& e) mutable { err(e); });
 }
 
+// -- the scheduler ---------------------------------------------------------------
+
+void schedule(self_ptr self);
+void claim(self_ptr self, bool at_start);
+
+/// Tells a job's subscribers its new state.
+void announce_state(self_ptr self, const job_record& job, json extra = json::object()) {
+  extra["state"] = job.state;
+  for (auto& s : self->state.subscribers[job.id])
+    caf::anon_send(s, train_event{job.id, "state", extra.dump()});
+}
+
+/// A training job that no worker took (or whose worker died) waits in the
+/// queue again, and the next tick tries again. Its slot is freed.
+void requeue(self_ptr self, const std::string& id, const std::string& why) {
+  auto& st = self->state;
+  st.remote.erase(id);
+  --st.running;
+  if (st.stopping.erase(id) != 0) // cancelled meanwhile: nothing left to run
+    return schedule(self);
+  auto i = st.active.find(id);
+  if (i == st.active.end())
+    return schedule(self);
+  auto& job = i->second;
+  log::info("job {}: back in the queue: {}", id, why);
+  job.state = job_state::queued;
+  job.started_at = 0;
+  persist_held(self, job);
+  announce_state(self, job, json{{"reason", why}});
+  st.queue.push_front(id);
+}
+
+/// Offers a running training job to the trainer hosts in turn, from `k`:
+/// the first with a free slot runs it.
+void offer(self_ptr self, const std::string& id, std::shared_ptr<std::vector<caf::actor>> hosts,
+           std::shared_ptr<std::vector<std::string>> names, size_t first, size_t k) {
+  auto& st = self->state;
+  auto i = st.active.find(id);
+  if (i == st.active.end() || i->second.state != job_state::running) { // cancelled or lost meanwhile
+    if (st.stopping.erase(id) != 0)
+      --st.running;
+    return schedule(self);
+  }
+  if (k == hosts->size())
+    return requeue(self, id, "no worker has a free training slot");
+  auto n = (first + k) % hosts->size();
+  auto host = caf::actor_cast<trainer_host_actor>((*hosts)[n]);
+  auto worker = (*names)[n];
+  const auto& job = i->second;
+  train_run run;
+  run.job_id = id;
+  run.spec_json = job.spec_json;
+  run.user_id = job.user_id;
+  std::error_code ec;
+  run.job_dir = fs::absolute(job_dir(st, id), ec).string();
+  const auto& data = st.settings.paths.data_dir.empty() ? st.settings.data_dir : st.settings.paths.data_dir;
+  run.data_dir = fs::absolute(data, ec).string();
+  run.fashion_mnist_dir = st.settings.paths.fashion_mnist_dir;
+  run.fortunes_dir = st.settings.paths.fortunes_dir;
+  run.wordnet_dir = st.settings.paths.wordnet_dir;
+  run.receiver = caf::actor_cast<caf::actor>(self);
+  self->request(host, kStoreTimeout, start_atom::value, std::move(run))
+    .then(
+      [=](uint32_t used, uint32_t capacity) {
+        auto& st = self->state;
+        auto i = st.active.find(id);
+        if (i == st.active.end()) { // cancelled while it started: stop it there
+          self->send(host, cancel_atom::value, id); // it reports done; the slot is freed then
+          st.remote[id] = job_manager_state::remote_run{host, worker};
+          self->monitor(host);
+          return;
+        }
+        st.remote[id] = job_manager_state::remote_run{host, worker};
+        self->monitor(host);
+        log::info("job {}: training on worker {} ({} of {} slots there)", id, worker, used, capacity);
+        announce_state(self, i->second, json{{"worker", worker}});
+      },
+      [=](caf::error& e) {
+        log::debug("job {}: worker {} did not take it: {}", id, worker, to_failure(e).message);
+        offer(self, id, hosts, names, first, k + 1);
+      });
+}
+
+/// Runs a training job on a worker's trainer host (a gateway).
+void start_remote(self_ptr self, const std::string& id) {
+  auto first = self->state.next_host++;
+  self->request(self->state.settings.trainer_hosts, std::chrono::seconds(5), list_atom::value,
+                job_atom::value)
+    .then(
+      [=](std::vector<caf::actor>& hosts, std::vector<std::string>& names) {
+        if (hosts.empty())
+          return requeue(self, id, "no worker is reachable");
+        offer(self, id, std::make_shared<std::vector<caf::actor>>(std::move(hosts)),
+              std::make_shared<std::vector<std::string>>(std::move(names)), first % hosts.size(),
+              0);
+      },
+      [=](caf::error& e) { requeue(self, id, "no worker list: " + to_failure(e).message); });
+}
+
+/// Starts a training job: a trainer here, or on a worker (gateways).
+void start_training(self_ptr self, job_record& job) {
+  auto& st = self->state;
+  auto id = job.id;
+  job.state = job_state::running;
+  job.started_at = unix_now();
+  job.error.clear();
+  persist_held(self, job);
+  ++st.running;
+  if (st.settings.trainer_hosts) {
+    announce_state(self, job);
+    return start_remote(self, id);
+  }
+  auto ctl = std::make_shared<run_control>();
+  (*st.runs)[id] = ctl;
+  train_env env;
+  env.paths = st.settings.paths;
+  env.user_id = job.user_id;
+  env.is_admin = true; // visibility of the dataset was checked at submission
+  env.threads = st.settings.train_threads;
+  spawn_trainer(self->system(), id, job.spec_json, env, job_dir(st, id).string(), ctl,
+                caf::actor_cast<train_receiver_actor>(self));
+  announce_state(self, job);
+}
+
+/// Starts an embedding job from its input on disk.
+void start_embedding(self_ptr self, job_record& job) {
+  auto& st = self->state;
+  auto id = job.id;
+  auto bytes = jobs::read_all(jobs::input_path(st.jobs_dir, id));
+  if (!bytes) {
+    job.state = job_state::failed;
+    job.error = "the job's input is gone";
+    job.finished_at = unix_now();
+    persist_held(self, job);
+    close_subscribers(self, job);
+    std::error_code ec;
+    fs::remove_all(job_dir(st, id), ec);
+    st.active.erase(id);
+    return;
+  }
+  job.state = job_state::running;
+  job.started_at = unix_now();
+  persist_held(self, job);
+  ++st.running;
+  auto spec = json::parse(job.spec_json, nullptr, false);
+  embed_request req;
+  req.pipeline = spec.is_object() ? spec.value("pipeline", "") : "";
+  req.mime = spec.is_object() ? spec.value("mime", "") : "";
+  req.data = std::move(*bytes);
+  req.request_id = id;
+  self->request(st.embed, kJobTimeout, std::move(req))
+    .then([=](embed_result& r) { self->send(self, done_atom::value, id, true, to_json(r).dump()); },
+          [=](caf::error& e) { self->send(self, done_atom::value, id, false, to_failure(e).message); });
+}
+
+/// Starts queued jobs while there is room, then claims more from the store.
+void schedule(self_ptr self) {
+  auto& st = self->state;
+  std::deque<std::string> held; // resumed while their cancelled run still stops
+  while (st.running < st.settings.max_running && !st.queue.empty()) {
+    auto id = st.queue.front();
+    st.queue.pop_front();
+    if (st.stopping.count(id) != 0) {
+      held.push_back(id);
+      continue;
+    }
+    auto i = st.active.find(id);
+    if (i == st.active.end() || i->second.state != job_state::queued)
+      continue;
+    if (i->second.kind == kTrain)
+      start_training(self, i->second);
+    else
+      start_embedding(self, i->second);
+  }
+  st.queue.insert(st.queue.begin(), held.begin(), held.end());
+  if (st.running + st.queue.size() + st.reserved < st.settings.max_running)
+    claim(self, false);
+}
+
+/// A job this node now holds joins the local queue. One that was running
+/// when its node stopped (this one before a restart, or another that died)
+/// starts again: an embedding from its input on disk, a training run from
+/// its last checkpoint.
+void enqueue(self_ptr self, job_record j) {
+  auto& st = self->state;
+  auto id = j.id;
+  if (st.active.count(id) != 0)
+    return;
+  if (j.state == job_state::running || j.started_at != 0)
+    log::info("job {}: {} (was {} on {})", id,
+              j.kind == kTrain ? "resuming from its last checkpoint" : "running again", j.state,
+              j.owner == st.settings.node_id ? "an earlier run" : j.owner);
+  j.state = job_state::queued;
+  j.started_at = 0;
+  j.owner = st.settings.node_id;
+  st.watched.erase(id); // its subscribers get events from here on
+  st.active[id] = std::move(j);
+  st.queue.push_back(id);
+  schedule(self);
+}
+
+/// Claims waiting jobs from the store for the free slots (at start: every
+/// unfinished job when the store is this node's own).
+void claim(self_ptr self, bool at_start) {
+  auto& st = self->state;
+  if (st.claiming)
+    return;
+  const bool take_all = at_start && !st.settings.shared;
+  uint32_t busy = st.running + static_cast<uint32_t>(st.queue.size()) + st.reserved;
+  uint32_t free = busy < st.settings.max_running ? st.settings.max_running - busy : 0;
+  if (!take_all && free == 0)
+    return;
+  st.claiming = true;
+  self->request(st.store, kStoreTimeout, claim_atom::value, st.settings.node_id, unix_now(),
+                st.settings.lease_s, take_all ? 0u : free, take_all)
+    .then(
+      [=](std::vector<job_record>& jobs) {
+        self->state.claiming = false;
+        for (auto& j : jobs)
+          enqueue(self, std::move(j));
+      },
+      [=](caf::error& e) {
+        self->state.claiming = false;
+        log::warn("cannot claim jobs: {}", to_failure(e).message);
+      });
+}
+
 } // namespace
 
 job_manager_actor::behavior_type
@@ -339,12 +487,22 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
   st.settings.max_running = std::max<uint32_t>(1, st.settings.max_running);
   st.jobs_dir = (fs::path(st.settings.data_dir) / "jobs").string();
 
-  // Subscribers that go away (the client hung up) stop getting events.
+  // Subscribers that go away (the client hung up) stop getting events. A
+  // trainer host that goes away (its worker died) sends its jobs back to the
+  // queue: the next worker resumes each from its last checkpoint.
   self->set_down_handler([self](caf::down_msg& dm) {
     for (auto& [id, subs] : self->state.subscribers)
       subs.erase(std::remove_if(subs.begin(), subs.end(),
                                 [&](const caf::actor& a) { return a.address() == dm.source; }),
                  subs.end());
+    std::vector<std::pair<std::string, std::string>> orphans;
+    for (auto& [id, r] : self->state.remote)
+      if (r.host.address() == dm.source)
+        orphans.emplace_back(id, r.worker);
+    for (auto& [id, worker] : orphans)
+      requeue(self, id, "worker " + worker + " went down; resuming from the last checkpoint");
+    if (!orphans.empty())
+      schedule(self);
   });
 
   // When the node stops, running trainers end at their next step and leave
@@ -356,126 +514,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
     }
   });
 
-  // Starts queued jobs while there is room, then claims more from the store.
-  auto claim = std::make_shared<std::function<void(bool)>>();
-  auto schedule = std::make_shared<std::function<void()>>();
-  *schedule = [=] {
-    auto& st = self->state;
-    std::deque<std::string> held; // resumed while their cancelled run still stops
-    while (st.running < st.settings.max_running && !st.queue.empty()) {
-      auto id = st.queue.front();
-      st.queue.pop_front();
-      if (st.stopping.count(id) != 0) {
-        held.push_back(id);
-        continue;
-      }
-      auto i = st.active.find(id);
-      if (i == st.active.end() || i->second.state != job_state::queued)
-        continue;
-      auto& job = i->second;
-      if (job.kind == kTrain) {
-        job.state = job_state::running;
-        job.started_at = unix_now();
-        job.error.clear();
-        persist_held(self, job);
-        ++st.running;
-        auto ctl = std::make_shared<run_control>();
-        (*st.runs)[id] = ctl;
-        train_env env;
-        env.paths = st.settings.paths;
-        env.user_id = job.user_id;
-        env.is_admin = true; // visibility of the dataset was checked at submission
-        env.threads = st.settings.train_threads;
-        auto dir = job_dir(st, id).string();
-        std::error_code ec;
-        fs::create_directories(dir, ec);
-        self->system().spawn<caf::detached>(trainer_actor, id, job.spec_json, env, dir, ctl,
-                                            caf::actor_cast<job_manager_actor>(self));
-        for (auto& s : st.subscribers[id])
-          caf::anon_send(s, train_event{id, "state", json{{"state", job.state}}.dump()});
-        continue;
-      }
-      std::ifstream in(input_path(st.jobs_dir, id), std::ios::binary);
-      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (!in.good() && !in.eof()) {
-        job.state = job_state::failed;
-        job.error = "the job's input is gone";
-        job.finished_at = unix_now();
-        persist_held(self, job);
-        st.active.erase(i);
-        continue;
-      }
-      job.state = job_state::running;
-      job.started_at = unix_now();
-      persist_held(self, job);
-      ++st.running;
-      auto spec = json::parse(job.spec_json, nullptr, false);
-      embed_request req;
-      req.pipeline = spec.is_object() ? spec.value("pipeline", "") : "";
-      req.mime = spec.is_object() ? spec.value("mime", "") : "";
-      req.data = std::move(bytes);
-      req.request_id = id;
-      self->request(st.embed, kJobTimeout, std::move(req))
-          .then(
-              [=](embed_result& r) {
-                self->send(self, done_atom::value, id, true, to_json(r).dump());
-              },
-              [=](caf::error& e) {
-                self->send(self, done_atom::value, id, false, to_failure(e).message);
-              });
-    }
-    st.queue.insert(st.queue.begin(), held.begin(), held.end());
-    if (st.running + st.queue.size() < st.settings.max_running)
-      (*claim)(false);
-  };
-
-  // A job this node now holds joins the local queue. One that was running
-  // when its node stopped (this one before a restart, or another that died)
-  // starts again: an embedding from its input on disk, a training run from
-  // its last checkpoint.
-  auto enqueue = [=](job_record j) {
-    auto id = j.id;
-    if (self->state.active.count(id) != 0)
-      return;
-    if (j.state == job_state::running || j.started_at != 0)
-      log::info("job {}: {} (was {} on {})", id,
-                j.kind == kTrain ? "resuming from its last checkpoint" : "running again",
-                j.state, j.owner == self->state.settings.node_id ? "an earlier run" : j.owner);
-    j.state = job_state::queued;
-    j.started_at = 0;
-    j.owner = self->state.settings.node_id;
-    self->state.watched.erase(id); // its subscribers get events from here on
-    self->state.active[id] = std::move(j);
-    self->state.queue.push_back(id);
-    (*schedule)();
-  };
-
-  // Claims waiting jobs from the store for the free slots (at start: every
-  // unfinished job when the store is this node's own).
-  *claim = [=](bool at_start) {
-    auto& st = self->state;
-    if (st.claiming)
-      return;
-    const bool take_all = at_start && !st.settings.shared;
-    uint32_t busy = st.running + static_cast<uint32_t>(st.queue.size());
-    uint32_t free = busy < st.settings.max_running ? st.settings.max_running - busy : 0;
-    if (!take_all && free == 0)
-      return;
-    st.claiming = true;
-    self->request(st.store, kStoreTimeout, claim_atom::value, st.settings.node_id, unix_now(),
-                  st.settings.lease_s, take_all ? 0u : free, take_all)
-        .then(
-            [=](std::vector<job_record>& jobs) {
-              self->state.claiming = false;
-              for (auto& j : jobs)
-                enqueue(std::move(j));
-            },
-            [=](caf::error& e) {
-              self->state.claiming = false;
-              log::warn("cannot claim jobs: {}", to_failure(e).message);
-            });
-  };
-  (*claim)(true);
+  claim(self, true);
 
   // Every poll_ms: renew this node's leases (a job missing from the answer was
   // cancelled elsewhere or taken over: stop it here), claim waiting jobs for
@@ -486,20 +525,27 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
     auto& st = self->state;
     // Held at once when a slot is free here; otherwise left for the first
     // node with a free slot (this one included, when one frees).
-    const bool take = st.running + st.queue.size() < st.settings.max_running;
+    const bool take = st.running + st.queue.size() + st.reserved < st.settings.max_running;
     if (take) {
       j.owner = st.settings.node_id;
       j.lease_until = unix_now() + st.settings.lease_s;
+      ++st.reserved; // counted until it joins the queue, so no second submit takes it too
     }
     auto rp = self->make_response_promise<job_record>();
     self->request(st.store, kStoreTimeout, caf::put_atom::value, j)
         .then(
             [=](caf::ok_atom) mutable {
               rp.deliver(j);
-              if (take)
-                enqueue(j);
+              if (take) {
+                --self->state.reserved;
+                enqueue(self, j);
+              }
             },
-            [=](caf::error& e) mutable { rp.deliver(e); });
+            [=](caf::error& e) mutable {
+              if (take)
+                --self->state.reserved;
+              rp.deliver(e);
+            });
     return rp;
   };
 
@@ -513,7 +559,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         j.spec_json =
             json{{"pipeline", req.pipeline}, {"mime", req.mime}, {"bytes", req.data.size()}}.dump();
         j.created_at = unix_now();
-        if (auto st = write_file(input_path(self->state.jobs_dir, j.id), req.data); !st)
+        if (auto st = jobs::write_atomically(jobs::input_path(self->state.jobs_dir, j.id), req.data); !st)
           return to_error(st.error());
         return submit(std::move(j));
       },
@@ -538,7 +584,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         auto rp = self->make_response_promise<job_record>();
         with_job(self, who, id, rp, [=](auto& rp, job_record j) {
           if (j.kind == kTrain)
-            j.history_json = read_history(job_dir(self->state, j.id));
+            j.history_json = jobs::read_history(job_dir(self->state, j.id).string());
           rp.deliver(std::move(j));
         });
         return rp;
@@ -582,6 +628,8 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
           r->second->stop = true; // the trainer ends at its next step
           st.runs->erase(r);
         }
+        if (auto r = st.remote.find(id); r != st.remote.end())
+          self->send(r->second.host, cancel_atom::value, id); // ... on its worker
         job.state = job_state::cancelled;
         job.finished_at = unix_now();
         st.active.erase(i);
@@ -591,7 +639,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         }
         persist_held(self, job);
         close_subscribers(self, job);
-        (*schedule)();
+        schedule(self);
         return job;
       },
       [=](resume_atom, const principal& who, const std::string& id) -> caf::result<job_record> {
@@ -619,7 +667,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
           j.lease_until = 0;
           persist(self, j);
           rp.deliver(j);
-          (*claim)(false);
+          claim(self, false);
         });
         return rp;
       },
@@ -630,8 +678,12 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
           return; // cancelled meanwhile
         if (ev.type == "progress") {
           auto& job = i->second;
-          job.progress_json = ev.json;
           auto p = json::parse(ev.json, nullptr, false);
+          if (auto r = st.remote.find(ev.job_id); r != st.remote.end() && p.is_object()) {
+            p["worker"] = r->second.worker; // where it runs, for clients and operators
+            ev.json = p.dump();
+          }
+          job.progress_json = ev.json;
           if (p.is_object() && p.value("total_steps", int64_t{0}) > 0)
             job.progress = static_cast<double>(p.value("step", int64_t{0})) /
                            static_cast<double>(p.value("total_steps", int64_t{1}));
@@ -650,7 +702,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
         auto rp = self->make_response_promise<job_record>();
         with_job(self, who, id, rp, [=](auto& rp, job_record j) {
           if (j.kind == kTrain)
-            j.history_json = read_history(job_dir(self->state, j.id));
+            j.history_json = jobs::read_history(job_dir(self->state, j.id).string());
           const bool held = self->state.active.count(id) != 0;
           const bool elsewhere =
             !held && (j.state == job_state::queued || j.state == job_state::running);
@@ -668,42 +720,22 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
           const std::string& path) -> caf::result<artifact_reply> {
         auto rp = self->make_response_promise<artifact_reply>();
         with_job(self, who, id, rp, [=](auto& rp, const job_record& j) {
-          auto dir = job_dir(self->state, j.id);
-          std::error_code ec;
+          auto dir = job_dir(self->state, j.id).string();
           artifact_reply out;
           if (path.empty()) {
-            json arr = json::array();
-            if (j.kind == kTrain && fs::is_directory(dir, ec))
-              for (auto& e : fs::recursive_directory_iterator(dir, ec)) {
-                if (!e.is_regular_file() || e.path().extension() == ".tmp")
-                  continue;
-                auto rel = fs::relative(e.path(), dir, ec).string();
-                arr.push_back(json{{"path", rel},
-                                   {"bytes", e.file_size(ec)},
-                                   {"content_type", content_type_of(e.path())},
-                                   {"href", "/v1/jobs/" + j.id + "/artifacts/" + rel}});
-              }
-            std::sort(arr.begin(), arr.end(),
-                      [](const json& a, const json& b) { return a["path"] < b["path"]; });
-            out.listing_json = json{{"job", j.id}, {"artifacts", arr}}.dump();
-            {
-              rp.deliver(out);
-              return;
-            }
-          }
-          // Only files inside the job's directory, never "..", never a link out.
-          auto p = fs::path(path).lexically_normal();
-          auto file = fs::weakly_canonical(dir / p, ec);
-          auto root = fs::weakly_canonical(dir, ec);
-          auto [r, f] = std::mismatch(root.begin(), root.end(), file.begin(), file.end());
-          if (p.is_absolute() || path.find("..") != std::string::npos || r != root.end() ||
-              !fs::is_regular_file(file, ec) || p.filename() == "input.bin") {
-            rp.deliver(
-                to_error(errc::not_found, "job '" + j.id + "' has no artifact '" + path + "'"));
+            out.listing_json = j.kind == kTrain
+                                 ? jobs::list_artifacts(dir, j.id)
+                                 : json{{"job", j.id}, {"artifacts", json::array()}}.dump();
+            rp.deliver(out);
             return;
           }
-          out.file = file.string();
-          out.content_type = content_type_of(file);
+          auto file = jobs::artifact_file(dir, j.id, path);
+          if (!file) {
+            rp.deliver(to_error(file.error()));
+            return;
+          }
+          out.file = *file;
+          out.content_type = jobs::content_type_of(*file);
           rp.deliver(out);
         });
         return rp;
@@ -743,7 +775,9 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
                 [](caf::error& e) {
                   log::warn("cannot renew job leases: {}", to_failure(e).message);
                 });
-        (*claim)(false);
+        if (!st.queue.empty())
+          schedule(self); // jobs that no worker took last time
+        claim(self, false);
         for (auto& [id, last] : st.watched) {
           auto seen = last;
           self->request(st.store, kStoreTimeout, caf::get_atom::value, job_atom::value, id)
@@ -778,10 +812,11 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
       [=](done_atom, const std::string& id, bool ok, std::string& payload) {
         auto& st = self->state;
         st.runs->erase(id);
+        st.remote.erase(id);
         st.persisted_ms.erase(id);
         if (st.stopping.erase(id) != 0) { // cancelled: its work has ended now
           --st.running;
-          (*schedule)();
+          schedule(self);
           return;
         }
         auto i = st.active.find(id);
@@ -826,7 +861,7 @@ job_manager_impl(job_manager_actor::stateful_pointer<job_manager_state> self, st
                 persist(self, j);
               });
         }
-        (*schedule)();
+        schedule(self);
       },
   };
 }

@@ -16,8 +16,9 @@
 // that at the next renewal and stops the run. Subscribers to a job another
 // node runs get its progress from the store.
 //
-// Each running training job is a detached trainer actor (trainers/train_job.hpp)
-// that reports train_event messages here; the manager keeps the latest
+// Each running training job is a detached trainer actor (actors/trainer_host.hpp)
+// that reports train_event messages here -- on this node, or, on a gateway, on
+// a worker's trainer host, which forwards them over the network; the manager keeps the latest
 // progress (persisted every few seconds) and forwards events to subscribers
 // (GET /v1/jobs/{id}/events). Runs detached: it touches the disk.
 #pragma once
@@ -29,16 +30,12 @@
 #include <string>
 #include <vector>
 
+#include "actors/cluster.hpp"
+#include "actors/trainer_host.hpp"
 #include "datasets/registry.hpp"
 #include "messages/protocol.hpp"
 
 namespace rookery {
-
-/// Shared between the manager and one running trainer.
-struct run_control {
-  std::atomic<bool> stop{false};     // end the run at the next step
-  std::atomic<bool> shutdown{false}; // ... because the node stops: keep the job for a restart
-};
 
 struct job_manager_settings {
   std::string data_dir;
@@ -49,6 +46,10 @@ struct job_manager_settings {
   uint32_t poll_ms = 1000; // renewals, claims of waiting jobs, watching jobs run elsewhere
   data::dataset_paths paths; // where training data sets are found
   int train_threads = 0;     // intra-op threads of a training run; 0: leave as is
+  // A gateway's cluster actor (answers (list_atom, job_atom) with the
+  // workers' trainer hosts): training runs on the workers, not here. Null:
+  // trainers run on this node.
+  worker_directory_actor trainer_hosts;
 };
 
 struct job_manager_state {
@@ -76,6 +77,15 @@ struct job_manager_state {
   // polled from the store every poll_ms and turned into events.
   std::map<std::string, job_record> watched;
   bool claiming = false; // a claim request is in flight
+  uint32_t reserved = 0;  // submissions taking a slot here whose store write is in flight
+  // Training jobs running on a worker's trainer host (gateways), and the
+  // worker's name; a host that goes down sends its jobs back to the queue.
+  struct remote_run {
+    trainer_host_actor host;
+    std::string worker;
+  };
+  std::map<std::string, remote_run> remote;
+  uint64_t next_host = 0; // round-robin start over the trainer hosts
 };
 
 job_manager_actor::behavior_type

@@ -1,14 +1,20 @@
 #include "actors/model_registry.hpp"
 
+#include <filesystem>
+#include <fstream>
+
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/replica.hpp"
+#include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "messages/registration.hpp"
 #include "models/embedding_model.hpp"
 #include "models/repository.hpp"
 #include "pipelines/image.hpp"
+
+namespace fs = std::filesystem;
 
 namespace rookery {
 
@@ -179,7 +185,30 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
           ir.weights = r.weights_path;
           ir.options_json = r.options_json;
           ir.preprocess_json = r.preprocess_json;
+          // Bytes forwarded by a gateway: spooled under <data>/uploads (a
+          // crash leaves it to the start-up clean-up), removed after.
+          std::string spool;
+          if (ir.weights.empty()) {
+            if (r.weights.empty())
+              return to_error(errc::bad_request, "the model import carries no weights");
+            std::error_code ec;
+            auto dir = fs::path(data_dir) / "uploads";
+            fs::create_directories(dir, ec);
+            spool = (dir / ("forwarded_" + crypto::random_id("w_"))).string();
+            std::ofstream out(spool, std::ios::binary);
+            out.write(r.weights.data(), static_cast<std::streamsize>(r.weights.size()));
+            out.close();
+            if (!out) {
+              fs::remove(spool, ec);
+              return to_error(errc::internal, "cannot spool the forwarded weights");
+            }
+            ir.weights = spool;
+          }
           auto m = import_model(data_dir, ir);
+          if (!spool.empty()) {
+            std::error_code ec;
+            fs::remove(spool, ec);
+          }
           if (!m)
             return to_error(m.error());
           return meta_of(*m);

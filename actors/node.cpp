@@ -14,6 +14,7 @@
 #include "actors/embed_service.hpp"
 #include "actors/job_manager.hpp"
 #include "actors/model_registry.hpp"
+#include "actors/trainer_host.hpp"
 #include "actors/store_actor.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
@@ -273,11 +274,28 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   }
   if (cfg.role == "gateway") {
     auto cl = sys.spawn(cluster_impl, cfg.seeds, std::chrono::milliseconds(cfg.reconnect_ms),
-                        std::chrono::milliseconds(cfg.request_timeout_ms));
+                        std::chrono::milliseconds(cfg.request_timeout_ms),
+                        std::chrono::milliseconds(cfg.import_timeout_ms));
     keep(*n, cl);
     embed = cl;
+    // /v1/models, /v2 and registrations go to the workers' registries.
+    caf::scoped_actor ask{sys};
+    ask->request(cl, std::chrono::seconds(5), caf::get_atom::value, model_atom::value)
+      .receive([&](model_registry_actor& r) { models = r; },
+               [&](caf::error& e) { log::error("gateway: no model router: {}", sys.render(e)); });
   } else {
-    auto svc = spawn_embed_service(sys, cfg, n->actors, models);
+    // A worker hosts training for the gateways (jobs submitted there).
+    trainer_host_actor trainer;
+    if (cfg.role == "worker") {
+      trainer_host_settings ts;
+      ts.max_running = cfg.max_running_jobs;
+      ts.shared_data = cfg.shared_data;
+      ts.train_threads = static_cast<int>(cfg.train_threads != 0 ? cfg.train_threads
+                                                                 : std::thread::hardware_concurrency());
+      trainer = sys.spawn(trainer_host_impl, ts);
+      keep(*n, trainer);
+    }
+    auto svc = spawn_embed_service(sys, cfg, n->actors, models, trainer);
     if (!svc)
       return svc.error();
     embed = *svc;
@@ -303,6 +321,8 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   js.poll_ms = cfg.job_poll_ms;
   js.train_threads = static_cast<int>(cfg.train_threads != 0 ? cfg.train_threads
                                                                : std::thread::hardware_concurrency());
+  if (cfg.role == "gateway") // the cluster lends the workers' trainer hosts: training runs there
+    js.trainer_hosts = caf::actor_cast<worker_directory_actor>(embed);
   auto jobs = sys.spawn<caf::detached>(job_manager_impl, store, embed, models, js);
   keep(*n, jobs);
   auto datasets = sys.spawn<caf::detached>(dataset_service_impl, dataset_paths_of(cfg),

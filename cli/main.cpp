@@ -47,6 +47,7 @@ struct common_flags {
     flag("--port", "port", "HTTP port; 0 picks a free one [8080]");
     flag("--role", "role", "all | gateway | worker [all]");
     flag("--cluster-host", "cluster_host", "address the worker publishes on [127.0.0.1]");
+    flag("--shared-data", "shared_data", "worker: where the gateways' data directory is mounted [same path]");
     flag("--cluster-port", "cluster_port", "worker: CAF port to publish on; 0 picks one");
     flag("--seeds", "seeds", "gateway: comma-separated worker host:port list");
     flag("--log-level", "log_level", "trace | debug | info | warn | error | off");

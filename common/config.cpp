@@ -24,7 +24,7 @@ namespace {
 
 #define ROOKERY_CONFIG_FIELDS(X)                                                             \
   X(role) X(host) X(port) X(data) X(store) X(node_id) X(log_level) X(http_threads) X(scheduler_threads)          \
-  X(cluster_host) X(cluster_port) X(seeds) X(heartbeat_ms) X(connection_timeout_ms)          \
+  X(cluster_host) X(cluster_port) X(seeds) X(shared_data) X(heartbeat_ms) X(connection_timeout_ms)          \
   X(reconnect_ms) X(signup) X(admin_user) X(admin_password) X(session_ttl_s)                 \
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
   X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) X(drain_timeout_ms) \

@@ -31,6 +31,10 @@ struct config {
   std::string cluster_host = "127.0.0.1";
   uint16_t cluster_port = 0; // worker: port its embedding service is published on
   std::vector<std::string> seeds; // gateway: "host:port" of workers
+  // worker: where the gateways' data directory is mounted here. Training
+  // runs from gateways read data sets and write job directories under it.
+  // Empty: at the same path as on the gateways.
+  std::string shared_data;
   uint32_t heartbeat_ms = 1000;
   uint32_t connection_timeout_ms = 5000;
   uint32_t reconnect_ms = 1000;

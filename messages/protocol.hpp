@@ -51,6 +51,7 @@ using claim_atom = caf::atom_constant<caf::atom("claim")>;
 using renew_atom = caf::atom_constant<caf::atom("renew")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using failure_atom = caf::atom_constant<caf::atom("failure")>;
+using start_atom = caf::atom_constant<caf::atom("start")>;
 
 // -- messages ------------------------------------------------------------------
 
@@ -187,12 +188,14 @@ struct model_import { // remote
   std::string weights_path;
   std::string options_json;    // zoo::model_options (JSON object text); "" = defaults
   std::string preprocess_json; // image preprocessing for pipelines; "" = ImageNet's
+  std::string weights;         // the file's bytes, when it is not on this node's disk
+                               // (a gateway forwarding an upload); weights_path is then ""
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_import& x) {
   return f(caf::meta::type_name("rookery.model_import"), x.name, x.arch, x.format, x.weights_path,
-           x.options_json, x.preprocess_json);
+           x.options_json, x.preprocess_json, x.weights);
 }
 
 /// A training job to submit: the spec as JSON text (trainers/train_job.hpp).
@@ -217,6 +220,25 @@ struct train_event {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, train_event& x) {
   return f(caf::meta::type_name("rookery.train_event"), x.job_id, x.type, x.json);
+}
+
+/// A training run handed to a worker's trainer host (remote). The job's
+/// directory (checkpoints, metrics, artifacts) and the data sets are on the
+/// volume that gateways and workers share, at the same paths on both.
+struct train_run {
+  std::string job_id;
+  std::string spec_json;   // validated by the gateway
+  uint64_t user_id = 0;
+  std::string job_dir;     // <gateway data>/jobs/<id>
+  std::string data_dir;    // the gateway's <data>: uploaded data sets
+  std::string fashion_mnist_dir, fortunes_dir, wordnet_dir; // Debian's data sets
+  caf::actor receiver;     // a train_receiver_actor (the gateway's job manager)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, train_run& x) {
+  return f(caf::meta::type_name("rookery.train_run"), x.job_id, x.spec_json, x.user_id, x.job_dir,
+           x.data_dir, x.fashion_mnist_dir, x.fortunes_dir, x.wordnet_dir, x.receiver);
 }
 
 /// A job's artifacts: the listing (JSON text) when no path was asked, else
@@ -389,33 +411,6 @@ using replica_actor = caf::typed_actor<
   // Internal: run a batch of what is queued.
   caf::reacts_to<batch_atom>>;
 
-/// embedding service: the pipelines of one node, or (gateway) a router over
-/// remote workers' services. This is what a worker publishes (remote).
-using embed_service_actor = caf::typed_actor<
-  // Embed raw bytes through a pipeline.
-  caf::replies_to<embed_request>::with<embed_result>,
-  // Describe the pipelines.
-  caf::replies_to<list_atom>::with<std::vector<pipeline_info>>,
-  // Add (or replace) image pipeline `name` backed by repository model `model`,
-  // preprocessing as the model's config says (registration of trained models).
-  caf::replies_to<caf::put_atom, std::string, std::string>::with<pipeline_info>,
-  // Add (or replace) a pipeline from its operator chain (POST /v1/pipelines).
-  caf::replies_to<caf::put_atom, pipeline_spec_msg>::with<pipeline_info>,
-  // Remove a pipeline added at run time (built-ins: forbidden).
-  caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>>;
-
-/// datasets: the registry of built-in and uploaded data sets (detached: it
-/// reads and decodes archives).
-using dataset_actor = caf::typed_actor<
-  // The data sets the caller may use.
-  caf::replies_to<list_atom, principal>::with<std::vector<dataset_record>>,
-  // One of them; not_found otherwise.
-  caf::replies_to<caf::get_atom, principal, std::string>::with<dataset_record>,
-  // Import an upload (the file is removed afterwards).
-  caf::replies_to<caf::put_atom, principal, dataset_upload>::with<dataset_record>,
-  // Remove an upload of the caller (admins: any).
-  caf::replies_to<caf::delete_atom, principal, std::string>::with<caf::ok_atom>>;
-
 /// model registry: serves every model of the repository (loaded on first use,
 /// one replica each) for the Open Inference Protocol, and installs new ones.
 using model_registry_actor = caf::typed_actor<
@@ -432,6 +427,59 @@ using model_registry_actor = caf::typed_actor<
   // The replica pool serving a model (spawned, loading, on first use): the
   // one pool per model that pipelines and /v2 share.
   caf::replies_to<caf::get_atom, std::string>::with<model_pool>>;
+
+/// What a training run reports, in order: train_event messages, then exactly
+/// one (done_atom, job id, ok, result JSON or error). The job manager is one;
+/// a worker's trainer host is one for its own trainers (remote).
+using train_receiver_actor = caf::typed_actor<
+  caf::reacts_to<train_event>,
+  caf::reacts_to<done_atom, std::string, bool, std::string>>;
+
+/// trainer host: runs training jobs on a worker for the gateways (remote; one
+/// per worker, lent by its embedding service). Each run is a detached trainer;
+/// its events go to the run's receiver. A receiver that goes away (its
+/// gateway died) stops its runs, leaving the jobs to resume elsewhere.
+using trainer_host_actor = train_receiver_actor::extend<
+  // Start a run -> (running, capacity) after it; conflict when every slot is
+  // taken, bad_request when the run is malformed.
+  caf::replies_to<start_atom, train_run>::with<uint32_t, uint32_t>,
+  // Stop a run at its next step; it still reports done (as failed).
+  caf::reacts_to<cancel_atom, std::string>,
+  // Runs now, and the capacity.
+  caf::replies_to<info_atom>::with<uint32_t, uint32_t>>;
+
+/// embedding service: the pipelines of one node, or (gateway) a router over
+/// remote workers' services. This is what a worker publishes (remote).
+using embed_service_actor = caf::typed_actor<
+  // Embed raw bytes through a pipeline.
+  caf::replies_to<embed_request>::with<embed_result>,
+  // Describe the pipelines.
+  caf::replies_to<list_atom>::with<std::vector<pipeline_info>>,
+  // Add (or replace) image pipeline `name` backed by repository model `model`,
+  // preprocessing as the model's config says (registration of trained models).
+  caf::replies_to<caf::put_atom, std::string, std::string>::with<pipeline_info>,
+  // Add (or replace) a pipeline from its operator chain (POST /v1/pipelines).
+  caf::replies_to<caf::put_atom, pipeline_spec_msg>::with<pipeline_info>,
+  // Remove a pipeline added at run time (built-ins: forbidden).
+  caf::replies_to<caf::delete_atom, std::string>::with<caf::ok_atom>,
+  // This node's model registry (remote), so a gateway can route /v1/models
+  // and /v2 to it; unavailable on a node that serves no models.
+  caf::replies_to<caf::get_atom, model_atom>::with<model_registry_actor>,
+  // This node's trainer host (remote), so a gateway runs training here;
+  // unavailable on a node that hosts no training.
+  caf::replies_to<caf::get_atom, job_atom>::with<trainer_host_actor>>;
+
+/// datasets: the registry of built-in and uploaded data sets (detached: it
+/// reads and decodes archives).
+using dataset_actor = caf::typed_actor<
+  // The data sets the caller may use.
+  caf::replies_to<list_atom, principal>::with<std::vector<dataset_record>>,
+  // One of them; not_found otherwise.
+  caf::replies_to<caf::get_atom, principal, std::string>::with<dataset_record>,
+  // Import an upload (the file is removed afterwards).
+  caf::replies_to<caf::put_atom, principal, dataset_upload>::with<dataset_record>,
+  // Remove an upload of the caller (admins: any).
+  caf::replies_to<caf::delete_atom, principal, std::string>::with<caf::ok_atom>>;
 
 /// job manager: asynchronous work polled by id: embeddings and training runs
 /// (one detached trainer actor per running training job).

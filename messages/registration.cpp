@@ -43,6 +43,9 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<float>>("rookery.floats");
   cfg.add_message_type<replica_actor>("rookery.replica_actor");
   cfg.add_message_type<embed_service_actor>("rookery.embed_service_actor");
+  cfg.add_message_type<model_registry_actor>("rookery.model_registry_actor");
+  cfg.add_message_type<trainer_host_actor>("rookery.trainer_host_actor");
+  cfg.add_message_type<train_run>("rookery.train_run");
   cfg.add_error_category(kCategory, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
     std::string s = "rookery.";
     s += to_string(static_cast<errc>(code));

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "actors/cluster.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/errc.hpp"
@@ -314,6 +315,40 @@ inline embed_service_actor::behavior_type mock_embed(embed_service_actor::pointe
       s->log.push_back(caf::make_message(a, name));
       return caf::ok_atom::value;
     },
+    [=](caf::get_atom a, model_atom m) -> caf::result<model_registry_actor> {
+      s->log.push_back(caf::make_message(a, m));
+      return to_error(errc::unavailable, "mock embed: no models");
+    },
+    [=](caf::get_atom a, job_atom j) -> caf::result<trainer_host_actor> {
+      s->log.push_back(caf::make_message(a, j));
+      return to_error(errc::unavailable, "mock embed: no trainer host");
+    },
+  };
+}
+
+// -- the worker directory (a gateway's cluster) ------------------------------------
+
+/// What the connected workers lend: registries and trainer hosts, by name.
+struct directory_script {
+  std::vector<std::pair<std::string, caf::actor>> registries;
+  std::vector<std::pair<std::string, caf::actor>> hosts;
+};
+
+inline worker_directory_actor::behavior_type mock_directory(worker_directory_actor::pointer,
+                                                            std::shared_ptr<directory_script> s) {
+  auto split = [](const std::vector<std::pair<std::string, caf::actor>>& xs) {
+    std::vector<caf::actor> handles;
+    std::vector<std::string> names;
+    for (auto& [n, h] : xs) {
+      handles.push_back(h);
+      names.push_back(n);
+    }
+    return caf::result<std::vector<caf::actor>, std::vector<std::string>>{std::move(handles),
+                                                                          std::move(names)};
+  };
+  return {
+    [=](list_atom, model_atom) { return split(s->registries); },
+    [=](list_atom, job_atom) { return split(s->hosts); },
   };
 }
 
@@ -373,6 +408,30 @@ struct actor_fixture : test_coordinator_fixture<test_config> {
             r->done = true;
             r->ok = true;
             r->value = std::move(v);
+            p->quit();
+          },
+          [=](caf::error& e) {
+            r->done = true;
+            r->error = std::move(e);
+            p->quit();
+          });
+      return {[](caf::ok_atom) {}};
+    });
+    last_probe = keep(probe);
+    return r;
+  }
+
+  /// ask() for an answer of two values.
+  template <class A, class B, class Handle, class... Ts>
+  std::shared_ptr<reply<std::pair<A, B>>> ask2(Handle dest, Ts... xs) {
+    auto r = std::make_shared<reply<std::pair<A, B>>>();
+    auto probe = sys.spawn([=](caf::event_based_actor* p) -> caf::behavior {
+      p->request(dest, caf::infinite, xs...)
+        .then(
+          [=](A& a, B& b) {
+            r->done = true;
+            r->ok = true;
+            r->value = {std::move(a), std::move(b)};
             p->quit();
           },
           [=](caf::error& e) {

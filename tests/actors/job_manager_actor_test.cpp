@@ -13,6 +13,37 @@ namespace {
 
 using claim_msg = std::tuple<std::string, int64_t, int64_t, uint32_t, bool>;
 
+/// A worker's trainer host: takes runs unless full, records everything.
+struct host_script {
+  message_log log;
+  bool full = false;
+};
+
+trainer_host_actor::behavior_type mock_host(trainer_host_actor::pointer,
+                                            std::shared_ptr<host_script> s) {
+  return {
+    [=](train_event& ev) { s->log.push_back(caf::make_message(ev)); },
+    [=](done_atom a, const std::string& id, bool ok, std::string& p) {
+      s->log.push_back(caf::make_message(a, id, ok, p));
+    },
+    [=](start_atom a, train_run& r) -> caf::result<uint32_t, uint32_t> {
+      s->log.push_back(caf::make_message(a, r));
+      if (s->full)
+        return to_error(errc::conflict, "every training slot of this worker is taken");
+      return {1u, 1u};
+    },
+    [=](cancel_atom a, const std::string& id) { s->log.push_back(caf::make_message(a, id)); },
+    [=](info_atom) -> caf::result<uint32_t, uint32_t> { return {0u, 1u}; },
+  };
+}
+
+std::vector<std::string> started_jobs(const host_script& h) {
+  std::vector<std::string> out;
+  for (auto& m : all_of<start_atom, train_run>(h.log))
+    out.push_back(m.get_as<train_run>(1).job_id);
+  return out;
+}
+
 struct job_manager_fixture : actor_fixture {
   std::shared_ptr<store_script> db = std::make_shared<store_script>();
   std::shared_ptr<embed_script> emb = std::make_shared<embed_script>();
@@ -57,6 +88,27 @@ struct job_manager_fixture : actor_fixture {
       j.started_at = unix_now() - 30;
     write_bytes(dir.path / "jobs" / id / "input.bin", input);
     return j;
+  }
+
+  /// A waiting training job of alice's.
+  job_record train_job(const std::string& id) {
+    job_record j;
+    j.id = id;
+    j.user_id = alice.user_id;
+    j.kind = "train";
+    j.state = job_state::queued;
+    j.spec_json = R"({"trainer":"classifier","dataset":"fashion-mnist"})";
+    j.created_at = unix_now() - 60;
+    return j;
+  }
+
+  /// The last state this node wrote for job `id` (as its holder).
+  std::string written_state(const std::string& id) const {
+    std::string last;
+    for (auto& m : all_of<caf::update_atom, job_record, std::string>(db->log))
+      if (m.get_as<job_record>(1).id == id)
+        last = m.get_as<job_record>(1).state;
+    return last;
   }
 
   void start(job_manager_settings s) {
@@ -244,6 +296,91 @@ CAF_TEST(cancelling a job of another user is not_found and never reaches the sto
   CAF_CHECK(r->code() == errc::not_found);
   CAF_CHECK_EQUAL((count_of<cancel_atom, job_atom, std::string, int64_t>(db->log)), 0u);
   CAF_CHECK_EQUAL(db->jobs["j_bob"].state, job_state::queued);
+}
+
+CAF_TEST(a gateway runs training on the first worker with a free slot and again elsewhere when it dies) {
+  auto h1s = std::make_shared<host_script>();
+  auto h2s = std::make_shared<host_script>();
+  h1s->full = true;
+  auto h1 = keep(sys.spawn(mock_host, h1s));
+  auto h2 = sys.spawn(mock_host, h2s); // killed below
+  auto dirs = std::make_shared<directory_script>();
+  dirs->hosts = {{"w1:1", caf::actor_cast<caf::actor>(h1)}, {"w2:2", caf::actor_cast<caf::actor>(h2)}};
+  auto directory = keep(sys.spawn(mock_directory, dirs));
+  db->claimable = {train_job("j_t")};
+  auto s = settings(true);
+  s.trainer_hosts = directory;
+  start(s);
+  sched.run();
+  // w1 is full; w2 takes it, with the job's directory and this manager as receiver.
+  CAF_CHECK_EQUAL(started_jobs(*h1s), std::vector<std::string>{"j_t"});
+  auto runs = all_of<start_atom, train_run>(h2s->log);
+  CAF_REQUIRE_EQUAL(runs.size(), 1u);
+  auto run = runs[0].get_as<train_run>(1);
+  CAF_CHECK_EQUAL(run.job_id, "j_t");
+  CAF_CHECK_EQUAL(run.user_id, alice.user_id);
+  CAF_CHECK_EQUAL(run.job_dir, std::filesystem::absolute(dir.path / "jobs" / "j_t").string());
+  CAF_CHECK(run.receiver == caf::actor_cast<caf::actor>(jm));
+  CAF_CHECK_EQUAL(written_state("j_t"), job_state::running);
+  // Its progress comes back through the host and names the worker.
+  caf::anon_send(jm, train_event{"j_t", "progress", R"({"step":5,"total_steps":10})"});
+  sched.run();
+  auto now = get("j_t");
+  CAF_REQUIRE(now->ok);
+  CAF_CHECK_EQUAL(now->value.state, job_state::running);
+  CAF_CHECK(now->value.progress_json.find(R"("worker":"w2:2")") != std::string::npos);
+  CAF_CHECK_EQUAL(now->value.progress, 0.5);
+  // w2 dies; w1 has room now: the job goes there (resuming from its checkpoint).
+  h1s->full = false;
+  caf::anon_send_exit(h2, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK_EQUAL(started_jobs(*h1s), (std::vector<std::string>{"j_t", "j_t"}));
+  CAF_CHECK_EQUAL(get("j_t")->value.state, job_state::running);
+  // It ends there.
+  caf::anon_send(jm, done_atom::value, std::string{"j_t"}, true, std::string{R"({"steps":10})"});
+  sched.run();
+  CAF_CHECK_EQUAL(written_state("j_t"), job_state::succeeded);
+}
+
+CAF_TEST(a gateway with no free worker slot keeps the job queued and cancel reaches the worker) {
+  auto hs = std::make_shared<host_script>();
+  hs->full = true;
+  auto h = keep(sys.spawn(mock_host, hs));
+  auto dirs = std::make_shared<directory_script>();
+  dirs->hosts = {{"w1:1", caf::actor_cast<caf::actor>(h)}};
+  auto directory = keep(sys.spawn(mock_directory, dirs));
+  db->claimable = {train_job("j_wait")};
+  db->renewed = {"j_next", "j_wait"}; // the store says this node still holds them
+  auto s = settings(true, 1);
+  s.trainer_hosts = directory;
+  start(s);
+  sched.run();
+  CAF_CHECK_EQUAL(get("j_wait")->value.state, job_state::queued);
+  CAF_CHECK_EQUAL(written_state("j_wait"), job_state::queued);
+  // The next tick offers it again; now the worker takes it.
+  hs->full = false;
+  caf::anon_send(jm, tick_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(started_jobs(*hs), (std::vector<std::string>{"j_wait", "j_wait"}));
+  CAF_CHECK_EQUAL(get("j_wait")->value.state, job_state::running);
+  auto c = ask<job_record>(jm, cancel_atom::value, alice, std::string{"j_wait"});
+  sched.run();
+  CAF_REQUIRE(c->ok);
+  CAF_CHECK_EQUAL(c->value.state, job_state::cancelled);
+  auto cancels = all_of<cancel_atom, std::string>(hs->log);
+  CAF_REQUIRE_EQUAL(cancels.size(), 1u);
+  CAF_CHECK_EQUAL(cancels[0].get_as<std::string>(1), "j_wait");
+  // Its slot stays taken until the worker reports the run's end.
+  db->claimable = {train_job("j_next")};
+  caf::anon_send(jm, tick_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(started_jobs(*hs).size(), 2u);
+  caf::anon_send(jm, done_atom::value, std::string{"j_wait"}, false, std::string{"stopped"});
+  sched.run();
+  caf::anon_send(jm, tick_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(started_jobs(*hs).back(), "j_next");
+  CAF_CHECK_EQUAL(written_state("j_wait"), job_state::cancelled);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

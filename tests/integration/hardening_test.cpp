@@ -84,13 +84,6 @@ std::string body_of(const std::string& answer) {
   return at == std::string::npos ? "" : answer.substr(at + 4);
 }
 
-std::map<std::string, std::string> admin_env() {
-  auto env = test_env();
-  env["ROOKERY_ADMIN_USER"] = "root";
-  env["ROOKERY_ADMIN_PASSWORD"] = "root-password";
-  return env;
-}
-
 bool alive(const server& s) {
   return http("GET", s.url("/healthz")).status == 200;
 }

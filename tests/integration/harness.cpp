@@ -1,5 +1,6 @@
 #include "harness.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -16,6 +17,9 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 namespace fs = std::filesystem;
 
@@ -114,7 +118,11 @@ server::server(const std::string& data_dir, std::vector<std::string> args,
                std::map<std::string, std::string> env) {
   log_path_ = data_dir + "/server-" + std::to_string(std::random_device{}()) + ".log";
   fs::create_directories(data_dir);
-  std::vector<std::string> argv = {ROOKERY_BINARY, "serve", "--port", "0", "--data", data_dir};
+  std::vector<std::string> argv = {ROOKERY_BINARY, "serve", "--data", data_dir};
+  // Port 0 (any free port) unless the test names one: a process that comes
+  // back after a kill keeps its address.
+  if (std::find(args.begin(), args.end(), "--port") == args.end())
+    argv.insert(argv.end(), {"--port", "0"});
   argv.insert(argv.end(), args.begin(), args.end());
   auto full_env = test_env();
   for (auto& [k, v] : env)
@@ -281,6 +289,57 @@ double cosine(const std::vector<float>& a, const std::vector<float>& b) {
     nb += b[i] * b[i];
   }
   return d / std::sqrt(na * nb + 1e-30);
+}
+
+std::map<std::string, std::string> admin_env() {
+  auto env = test_env();
+  env["ROOKERY_ADMIN_USER"] = "root";
+  env["ROOKERY_ADMIN_PASSWORD"] = "root-password";
+  return env;
+}
+
+std::string admin_token(const server& s) {
+  auto r = http("POST", s.url("/v1/auth/login"), R"({"username":"root","password":"root-password"})");
+  if (r.status != 200)
+    throw std::runtime_error("admin login failed with " + std::to_string(r.status));
+  return r.json()["token"].get<std::string>();
+}
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+int connected_workers(const server& g) {
+  auto m = http("GET", g.url("/metrics"));
+  auto p = m.body.find("\nrookery_cluster_workers_connected");
+  if (m.status != 200 || p == std::string::npos)
+    return -1;
+  auto sp = m.body.find(' ', p + 1);
+  return static_cast<int>(std::stod(m.body.substr(sp + 1)));
+}
+
+nlohmann::json classifier_spec(int64_t epochs, int64_t limit_train, nlohmann::json extra_hyper) {
+  nlohmann::json hyper{{"epochs", epochs},          {"batch_size", 32}, {"lr", 0.003},
+                       {"limit_train", limit_train}, {"limit_test", 256}, {"log_every", 2}};
+  for (auto& [k, v] : extra_hyper.items())
+    hyper[k] = v;
+  return nlohmann::json{{"trainer", "classifier"}, {"dataset", "fashion-mnist"},
+                        {"model", "small_cnn"}, {"hyper", hyper}};
+}
+
+nlohmann::json get_job(const server& s, const std::string& token, const std::string& id) {
+  auto g = http("GET", s.url("/v1/jobs/" + id), "", {{"Authorization", "Bearer " + token}});
+  if (g.status != 200)
+    throw std::runtime_error("GET /v1/jobs/" + id + " answered " + std::to_string(g.status) + ": " + g.body);
+  return g.json();
 }
 
 } // namespace rookery::test

@@ -1,8 +1,11 @@
 // Integration-test harness: starts the real `rookery` binary on 127.0.0.1 with
 // port 0 and its own temporary data directory, and talks HTTP to it (libcurl).
 #pragma once
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -90,6 +93,42 @@ int sh(const std::string& cmd);
 /// failed or cancelled; throws after `seconds`. Returns the job.
 nlohmann::json wait_for_job(const server& s, const std::string& token, const std::string& id,
                             int seconds = 300);
+
+/// A small classifier job on Fashion-MNIST (small_cnn, batch 32), with
+/// `extra_hyper` merged into its hyper-parameters.
+nlohmann::json classifier_spec(int64_t epochs, int64_t limit_train,
+                               nlohmann::json extra_hyper = nlohmann::json::object());
+
+/// GET /v1/jobs/{id} as `token`; throws unless it answers 200.
+nlohmann::json get_job(const server& s, const std::string& token, const std::string& id);
+
+/// test_env() plus a first admin, root / root-password.
+std::map<std::string, std::string> admin_env();
+
+/// Logs in as the admin of admin_env(); returns the bearer token.
+std::string admin_token(const server& s);
+
+/// A loopback TCP port that was free a moment ago (for a process that must
+/// come back on the same port).
+uint16_t free_port();
+
+/// A gateway's rookery_cluster_workers_connected gauge (-1 if unreadable).
+int connected_workers(const server& gateway);
+
+/// Polls `f` every 50 ms until it is true or `limit_s` passes; returns how
+/// long it took, or -1.
+template <class F>
+double until(F f, double limit_s = 10) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (true) {
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (f())
+      return dt;
+    if (dt > limit_s)
+      return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
 
 /// Cosine similarity of two vectors of the same length.
 double cosine(const std::vector<float>& a, const std::vector<float>& b);

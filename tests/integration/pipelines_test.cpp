@@ -18,19 +18,6 @@ header_list bearer(const std::string& t) {
   return {{"Authorization", "Bearer " + t}};
 }
 
-std::map<std::string, std::string> admin_env() {
-  auto env = test_env();
-  env["ROOKERY_ADMIN_USER"] = "root";
-  env["ROOKERY_ADMIN_PASSWORD"] = "root-password";
-  return env;
-}
-
-std::string admin_token(const server& s) {
-  auto r = http("POST", s.url("/v1/auth/login"), R"({"username":"root","password":"root-password"})");
-  REQUIRE(r.status == 200);
-  return r.json()["token"].get<std::string>();
-}
-
 double cosine(const json& a, const json& b) {
   double d = 0, na = 0, nb = 0;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -29,20 +29,6 @@ header_list bearer(const std::string& token) {
 }
 
 /// A small classifier run on real Fashion-MNIST: `steps` steps of 32 images.
-json classifier_spec(int64_t epochs, int64_t limit_train, json extra_hyper = json::object()) {
-  json hyper{{"epochs", epochs},  {"batch_size", 32},     {"lr", 0.003},
-             {"limit_train", limit_train}, {"limit_test", 256}, {"log_every", 2}};
-  for (auto& [k, v] : extra_hyper.items())
-    hyper[k] = v;
-  return json{{"trainer", "classifier"}, {"dataset", "fashion-mnist"}, {"model", "small_cnn"},
-              {"hyper", hyper}};
-}
-
-json get_job(const server& s, const std::string& token, const std::string& id) {
-  auto g = http("GET", s.url("/v1/jobs/" + id), "", bearer(token));
-  REQUIRE(g.status == 200);
-  return g.json();
-}
 
 /// Polls until `done(job)` or the deadline.
 template <class F>
