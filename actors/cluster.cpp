@@ -96,6 +96,39 @@ void broadcast(self_ptr self, caf::typed_response_promise<T> rp, std::function<v
         });
 }
 
+/// Asks worker i's service for what it lends (its model registry, its
+/// trainer host) and keeps it in `member` while that connection lasts.
+template <class Atom, class Handle>
+void fetch_lent(self_ptr self, size_t i, Atom what, Handle cluster_state::worker::*member,
+                const char* name) {
+  auto svc = self->state.workers.at(i).service;
+  self->request(svc, std::chrono::seconds(10), caf::get_atom::value, what)
+    .then(
+      [=](Handle& h) {
+        auto& w = self->state.workers.at(i);
+        if (w.service == svc)
+          w.*member = std::move(h);
+      },
+      [=](caf::error& e) {
+        auto& w = self->state.workers.at(i);
+        log::warn("cluster: worker {} lends no {}: {}", name_of(w), name, to_failure(e).message);
+      });
+}
+
+/// The handles that the connected workers lend (`member`), with their names.
+template <class Handle>
+caf::result<std::vector<caf::actor>, std::vector<std::string>>
+lent(self_ptr self, Handle cluster_state::worker::*member) {
+  std::vector<caf::actor> handles;
+  std::vector<std::string> names;
+  for (auto& w : self->state.workers)
+    if (w.service && w.*member) {
+      handles.push_back(caf::actor_cast<caf::actor>(w.*member));
+      names.push_back(name_of(w));
+    }
+  return {std::move(handles), std::move(names)};
+}
+
 /// Remembers the last run-time pipeline change per name, for replays.
 void remember(self_ptr self, cluster_state::pipeline_change c) {
   auto& ch = self->state.changes;
@@ -236,31 +269,8 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
             self->monitor(w.service);
             log::info("cluster: connected to worker {}:{}", w.host, w.port);
             update_gauge(self->state);
-            auto svc = w.service;
-            self->request(svc, std::chrono::seconds(10), caf::get_atom::value, model_atom::value)
-              .then(
-                [=](model_registry_actor& reg) {
-                  auto& w = self->state.workers.at(i);
-                  if (w.service == svc)
-                    w.models = reg;
-                },
-                [=](caf::error& e) {
-                  log::warn("cluster: worker {}:{} lends no model registry: {}",
-                            self->state.workers.at(i).host, self->state.workers.at(i).port,
-                            to_failure(e).message);
-                });
-            self->request(svc, std::chrono::seconds(10), caf::get_atom::value, job_atom::value)
-              .then(
-                [=](trainer_host_actor& host) {
-                  auto& w = self->state.workers.at(i);
-                  if (w.service == svc)
-                    w.trainer = host;
-                },
-                [=](caf::error& e) {
-                  log::warn("cluster: worker {}:{} hosts no training: {}",
-                            self->state.workers.at(i).host, self->state.workers.at(i).port,
-                            to_failure(e).message);
-                });
+            fetch_lent(self, i, model_atom::value, &cluster_state::worker::models, "model registry");
+            fetch_lent(self, i, job_atom::value, &cluster_state::worker::trainer, "trainer host");
             replay(self, i);
           },
           [=](caf::error& e) {
@@ -365,24 +375,10 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
       return to_error(errc::unavailable, "a gateway hosts no training: its workers do");
     },
     [=](list_atom, job_atom) -> caf::result<std::vector<caf::actor>, std::vector<std::string>> {
-      std::vector<caf::actor> hosts;
-      std::vector<std::string> names;
-      for (auto& w : self->state.workers)
-        if (w.service && w.trainer) {
-          hosts.push_back(caf::actor_cast<caf::actor>(w.trainer));
-          names.push_back(name_of(w));
-        }
-      return {std::move(hosts), std::move(names)};
+      return lent(self, &cluster_state::worker::trainer);
     },
     [=](list_atom, model_atom) -> caf::result<std::vector<caf::actor>, std::vector<std::string>> {
-      std::vector<caf::actor> regs;
-      std::vector<std::string> names;
-      for (auto& w : self->state.workers)
-        if (w.service && w.models) {
-          regs.push_back(caf::actor_cast<caf::actor>(w.models));
-          names.push_back(name_of(w));
-        }
-      return {std::move(regs), std::move(names)};
+      return lent(self, &cluster_state::worker::models);
     },
   };
 }

@@ -401,23 +401,10 @@ struct actor_fixture : test_coordinator_fixture<test_config> {
   template <class T, class Handle, class... Ts>
   std::shared_ptr<reply<T>> ask(Handle dest, Ts... xs) {
     auto r = std::make_shared<reply<T>>();
-    auto probe = sys.spawn([=](caf::event_based_actor* p) -> caf::behavior {
-      p->request(dest, caf::infinite, xs...)
-        .then(
-          [=](T& v) {
-            r->done = true;
-            r->ok = true;
-            r->value = std::move(v);
-            p->quit();
-          },
-          [=](caf::error& e) {
-            r->done = true;
-            r->error = std::move(e);
-            p->quit();
-          });
-      return {[](caf::ok_atom) {}};
-    });
-    last_probe = keep(probe);
+    spawn_probe(r, dest, [r](T& v) {
+      r->done = r->ok = true;
+      r->value = std::move(v);
+    }, xs...);
     return r;
   }
 
@@ -425,24 +412,25 @@ struct actor_fixture : test_coordinator_fixture<test_config> {
   template <class A, class B, class Handle, class... Ts>
   std::shared_ptr<reply<std::pair<A, B>>> ask2(Handle dest, Ts... xs) {
     auto r = std::make_shared<reply<std::pair<A, B>>>();
+    spawn_probe(r, dest, [r](A& a, B& b) {
+      r->done = r->ok = true;
+      r->value = {std::move(a), std::move(b)};
+    }, xs...);
+    return r;
+  }
+
+  /// The probe behind ask(): `on_value` keeps the answer (a typed handler);
+  /// an error is kept here. The probe idles afterwards, stopped with the rest.
+  template <class T, class Handle, class F, class... Ts>
+  void spawn_probe(std::shared_ptr<reply<T>> r, Handle dest, F on_value, Ts... xs) {
     auto probe = sys.spawn([=](caf::event_based_actor* p) -> caf::behavior {
-      p->request(dest, caf::infinite, xs...)
-        .then(
-          [=](A& a, B& b) {
-            r->done = true;
-            r->ok = true;
-            r->value = {std::move(a), std::move(b)};
-            p->quit();
-          },
-          [=](caf::error& e) {
-            r->done = true;
-            r->error = std::move(e);
-            p->quit();
-          });
+      p->request(dest, caf::infinite, xs...).then(on_value, [=](caf::error& e) {
+        r->done = true;
+        r->error = std::move(e);
+      });
       return {[](caf::ok_atom) {}};
     });
     last_probe = keep(probe);
-    return r;
   }
 };
 
