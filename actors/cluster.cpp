@@ -98,20 +98,25 @@ void broadcast(self_ptr self, caf::typed_response_promise<T> rp, std::function<v
 
 /// Asks worker i's service for what it lends (its model registry, its
 /// trainer host) and keeps it in `member` while that connection lasts.
+/// `then` runs after either answer.
 template <class Atom, class Handle>
 void fetch_lent(self_ptr self, size_t i, Atom what, Handle cluster_state::worker::*member,
-                const char* name) {
+                const char* name, std::function<void(const Handle&)> then = nullptr) {
   auto svc = self->state.workers.at(i).service;
   self->request(svc, std::chrono::seconds(10), caf::get_atom::value, what)
     .then(
       [=](Handle& h) {
         auto& w = self->state.workers.at(i);
         if (w.service == svc)
-          w.*member = std::move(h);
+          w.*member = h;
+        if (then)
+          then(h);
       },
       [=](caf::error& e) {
         auto& w = self->state.workers.at(i);
         log::warn("cluster: worker {} lends no {}: {}", name_of(w), name, to_failure(e).message);
+        if (then)
+          then(Handle{});
       });
 }
 
@@ -208,13 +213,14 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
                                           std::vector<std::string> seeds,
                                           std::chrono::milliseconds reconnect,
                                           std::chrono::milliseconds timeout,
-                                          std::chrono::milliseconds import_timeout) {
+                                          std::chrono::milliseconds import_timeout,
+                                          std::string models_dir) {
   auto& st = self->state;
   st.reconnect = reconnect;
   st.timeout = timeout;
   st.import_timeout = import_timeout;
   st.router = self->spawn<caf::linked>(model_router_impl, caf::actor_cast<worker_directory_actor>(self),
-                                       timeout, import_timeout);
+                                       timeout, import_timeout, models_dir);
   for (auto& s : seeds) {
     cluster_state::worker w;
     auto colon = s.rfind(':');
@@ -269,9 +275,26 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
             self->monitor(w.service);
             log::info("cluster: connected to worker {}:{}", w.host, w.port);
             update_gauge(self->state);
-            fetch_lent(self, i, model_atom::value, &cluster_state::worker::models, "model registry");
             fetch_lent(self, i, job_atom::value, &cluster_state::worker::trainer, "trainer host");
-            replay(self, i);
+            // Models first (the router back-fills what the worker lacks),
+            // then the pipelines that may use them.
+            auto svc = w.service;
+            fetch_lent<model_atom, model_registry_actor>(
+              self, i, model_atom::value, &cluster_state::worker::models, "model registry",
+              [=](const model_registry_actor& reg) {
+                if (!reg)
+                  return replay(self, i);
+                self->request(self->state.router, self->state.import_timeout, backfill_atom::value,
+                              caf::actor_cast<caf::actor>(reg), name_of(self->state.workers.at(i)))
+                  .then([=](caf::ok_atom) {
+                          if (self->state.workers.at(i).service == svc)
+                            replay(self, i);
+                        },
+                        [=](caf::error&) {
+                          if (self->state.workers.at(i).service == svc)
+                            replay(self, i);
+                        });
+              });
           },
           [=](caf::error& e) {
             auto& w = self->state.workers.at(i);

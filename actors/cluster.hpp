@@ -35,6 +35,15 @@ using worker_directory_actor = caf::typed_actor<
   // and their names, in the same order.
   caf::replies_to<list_atom, job_atom>::with<std::vector<caf::actor>, std::vector<std::string>>>;
 
+using backfill_atom = caf::atom_constant<caf::atom("backfill")>;
+
+/// A gateway's model router (actors/model_router.hpp): the model registry
+/// protocol over the workers' registries, plus the back-fill of a worker that
+/// connects: (registry, worker name) -> ok once it holds every model uploaded
+/// or registered through the gateways.
+using model_router_actor = model_registry_actor::extend<
+  caf::replies_to<backfill_atom, caf::actor, std::string>::with<caf::ok_atom>>;
+
 /// The router answers the embedding-service protocol, the worker directory,
 /// and internal messages.
 using cluster_actor = embed_service_actor::extend_with<worker_directory_actor>::extend<
@@ -71,7 +80,7 @@ struct cluster_state {
   std::vector<pipeline_change> changes; // oldest first, one per name
   size_t next = 0;
   uint64_t next_request = 0;
-  model_registry_actor router; // the model router over the workers' registries
+  model_router_actor router; // the model router over the workers' registries
   std::chrono::milliseconds reconnect{1000};
   std::chrono::milliseconds timeout{30000};
   std::chrono::milliseconds import_timeout{300000}; // pipeline and model changes
@@ -85,6 +94,7 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
                                           std::vector<std::string> seeds,
                                           std::chrono::milliseconds reconnect,
                                           std::chrono::milliseconds timeout,
-                                          std::chrono::milliseconds import_timeout);
+                                          std::chrono::milliseconds import_timeout,
+                                          std::string models_dir);
 
 } // namespace rookery

@@ -7,16 +7,22 @@
 #include <memory>
 #include <set>
 
-#include <caf/all.hpp>
+#include <filesystem>
 
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/job_files.hpp"
 #include "common/log.hpp"
 #include "messages/registration.hpp"
+
+namespace fs = std::filesystem;
 
 namespace rookery {
 
 namespace {
 
-using self_ptr = model_registry_actor::stateful_pointer<model_router_state>;
+using self_ptr = model_router_actor::stateful_pointer<model_router_state>;
 
 struct workers {
   std::vector<model_registry_actor> regs;
@@ -86,6 +92,52 @@ void info_from(self_ptr self, caf::typed_response_promise<model_meta> rp,
           });
 }
 
+// -- what the gateways keep for back-fills -------------------------------------
+
+/// Keeps an import that some worker took: <dir>/<name>/weights and import.json.
+void keep_import(const std::string& dir, const model_import& req) {
+  if (dir.empty())
+    return;
+  auto root = fs::path(dir) / req.name;
+  nlohmann::json meta{{"name", req.name},
+                      {"arch", req.arch},
+                      {"format", req.format},
+                      {"options_json", req.options_json},
+                      {"preprocess_json", req.preprocess_json}};
+  auto a = jobs::write_atomically((root / "weights").string(), req.weights);
+  auto b = a ? jobs::write_atomically((root / "import.json").string(), meta.dump()) : a;
+  if (!b)
+    log::warn("model router: cannot keep model '{}' for workers that join later: {}", req.name,
+              b.error().message);
+}
+
+/// The imports kept for back-fills, by name.
+std::map<std::string, model_import> kept_imports(const std::string& dir) {
+  std::map<std::string, model_import> out;
+  std::error_code ec;
+  if (dir.empty())
+    return out;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    auto meta = jobs::read_all((it->path() / "import.json").string());
+    auto weights = jobs::read_all((it->path() / "weights").string());
+    if (!meta || !weights)
+      continue;
+    auto j = nlohmann::json::parse(*meta, nullptr, false);
+    if (!j.is_object())
+      continue;
+    model_import r;
+    r.name = j.value("name", "");
+    r.arch = j.value("arch", "");
+    r.format = j.value("format", "");
+    r.options_json = j.value("options_json", "");
+    r.preprocess_json = j.value("preprocess_json", "");
+    r.weights = std::move(*weights);
+    if (!r.name.empty())
+      out.emplace(r.name, std::move(r));
+  }
+  return out;
+}
+
 std::string join(const std::vector<std::string>& xs) {
   std::string out;
   for (auto& x : xs)
@@ -95,13 +147,14 @@ std::string join(const std::vector<std::string>& xs) {
 
 } // namespace
 
-model_registry_actor::behavior_type
-model_router_impl(model_registry_actor::stateful_pointer<model_router_state> self,
+model_router_actor::behavior_type
+model_router_impl(model_router_actor::stateful_pointer<model_router_state> self,
                   worker_directory_actor cluster, std::chrono::milliseconds timeout,
-                  std::chrono::milliseconds import_timeout) {
+                  std::chrono::milliseconds import_timeout, std::string models_dir) {
   self->state.cluster = std::move(cluster);
   self->state.timeout = timeout;
   self->state.import_timeout = import_timeout;
+  self->state.models_dir = std::move(models_dir);
   return {
     [=](infer_atom, const std::string& name, tensor_msg& input) -> caf::result<tensor_msg> {
       auto rp = self->make_response_promise<tensor_msg>();
@@ -211,6 +264,7 @@ model_router_impl(model_registry_actor::stateful_pointer<model_router_state> sel
                 if (!g->first)
                   g->first = std::move(m);
                 if (--g->left == 0) {
+                  keep_import(self->state.models_dir, req);
                   auto out = *g->first;
                   if (!g->failed.empty())
                     out.status += "; installed on " + std::to_string(g->ok) + " of "
@@ -230,6 +284,7 @@ model_router_impl(model_registry_actor::stateful_pointer<model_router_state> sel
                     rp.deliver(g->err);
                     return;
                   }
+                  keep_import(self->state.models_dir, req);
                   auto out = *g->first;
                   out.status += "; installed on " + std::to_string(g->ok) + " of "
                                 + std::to_string(g->ok + g->failed.size()) + " workers (failed: "
@@ -242,6 +297,12 @@ model_router_impl(model_registry_actor::stateful_pointer<model_router_state> sel
       return rp;
     },
     [=](caf::delete_atom, const std::string& name) -> caf::result<caf::ok_atom> {
+      // Not back-filled any more, whatever the workers answer.
+      if (!self->state.models_dir.empty() && !name.empty() && name.find('/') == std::string::npos
+          && name != "." && name != "..") {
+        std::error_code ec;
+        fs::remove_all(fs::path(self->state.models_dir) / name, ec);
+      }
       auto rp = self->make_response_promise<caf::ok_atom>();
       with_workers(self, rp, [=](auto rp, workers w) mutable {
         struct gather {
@@ -276,6 +337,50 @@ model_router_impl(model_registry_actor::stateful_pointer<model_router_state> sel
                   rp.deliver(g->err);
               });
       });
+      return rp;
+    },
+    [=](backfill_atom, const caf::actor& worker, const std::string& name) -> caf::result<caf::ok_atom> {
+      auto kept = kept_imports(self->state.models_dir);
+      if (kept.empty())
+        return caf::ok_atom::value;
+      auto reg = caf::actor_cast<model_registry_actor>(worker);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      self->request(reg, std::chrono::seconds(10), list_atom::value)
+        .then(
+          [=](std::vector<model_meta>& has) mutable {
+            std::set<std::string> there;
+            for (auto& m : has)
+              there.insert(m.name);
+            auto left = std::make_shared<size_t>(0);
+            for (auto& [n, r] : kept)
+              *left += there.count(n) == 0 ? 1 : 0;
+            if (*left == 0) {
+              rp.deliver(caf::ok_atom::value);
+              return;
+            }
+            log::info("model router: back-filling {} models to worker {}", *left, name);
+            for (auto& [n, r] : kept) {
+              if (there.count(n) != 0)
+                continue;
+              auto model = n;
+              self->request(reg, self->state.import_timeout, caf::put_atom::value, r)
+                .then(
+                  [=](model_meta&) mutable {
+                    if (--*left == 0)
+                      rp.deliver(caf::ok_atom::value);
+                  },
+                  [=](caf::error& e) mutable {
+                    log::warn("model router: worker {} refused back-filled model '{}': {}", name,
+                              model, to_failure(e).message);
+                    if (--*left == 0)
+                      rp.deliver(caf::ok_atom::value);
+                  });
+            }
+          },
+          [=](caf::error& e) mutable {
+            log::warn("model router: cannot list worker {}'s models: {}", name, to_failure(e).message);
+            rp.deliver(caf::ok_atom::value);
+          });
       return rp;
     },
   };

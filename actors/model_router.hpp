@@ -9,7 +9,12 @@
 //   workers have, or whose versions differ, says so in its status;
 // - put / delete: every connected worker, with the weights' bytes inline (the
 //   workers' model repositories are their own disks). A put answers the first
-//   success and names the workers that refused.
+//   success and names the workers that refused;
+// - back-fill: what was put through a gateway is also kept in the gateways'
+//   shared data directory (<data>/gateway-models/<name>/: the weights and the
+//   import request, the newest version only; a delete removes it), and a
+//   worker that connects gets every such model it lacks before its pipelines
+//   are replayed -- a new worker on an empty volume included.
 #pragma once
 #include <cstdint>
 
@@ -23,12 +28,13 @@ struct model_router_state {
   worker_directory_actor cluster;
   std::chrono::milliseconds timeout{30000};        // inference and metadata
   std::chrono::milliseconds import_timeout{300000}; // installs and removals
+  std::string models_dir; // <data>/gateway-models; "" keeps nothing
   uint64_t next = 0;
 };
 
-model_registry_actor::behavior_type
-model_router_impl(model_registry_actor::stateful_pointer<model_router_state> self,
+model_router_actor::behavior_type
+model_router_impl(model_router_actor::stateful_pointer<model_router_state> self,
                   worker_directory_actor cluster, std::chrono::milliseconds timeout,
-                  std::chrono::milliseconds import_timeout);
+                  std::chrono::milliseconds import_timeout, std::string models_dir);
 
 } // namespace rookery

@@ -275,7 +275,8 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
   if (cfg.role == "gateway") {
     auto cl = sys.spawn(cluster_impl, cfg.seeds, std::chrono::milliseconds(cfg.reconnect_ms),
                         std::chrono::milliseconds(cfg.request_timeout_ms),
-                        std::chrono::milliseconds(cfg.import_timeout_ms));
+                        std::chrono::milliseconds(cfg.import_timeout_ms),
+                        (fs::path(cfg.data) / "gateway-models").string());
     keep(*n, cl);
     embed = cl;
     // /v1/models, /v2 and registrations go to the workers' registries.

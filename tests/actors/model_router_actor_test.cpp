@@ -83,14 +83,17 @@ struct router_fixture : actor_fixture {
   std::shared_ptr<registry_script> w1 = std::make_shared<registry_script>();
   std::shared_ptr<registry_script> w2 = std::make_shared<registry_script>();
   std::shared_ptr<directory_script> dir = std::make_shared<directory_script>();
-  model_registry_actor r1, r2, router;
+  temp_dir kept; // the gateways' <data>/gateway-models
+  model_registry_actor r1, r2;
+  model_router_actor router;
 
   router_fixture() {
     r1 = keep(sys.spawn(mock_registry, w1, 1.0f));
     r2 = keep(sys.spawn(mock_registry, w2, 2.0f));
     dir->registries = {{"w1:1", caf::actor_cast<caf::actor>(r1)}, {"w2:2", caf::actor_cast<caf::actor>(r2)}};
     auto d = keep(sys.spawn(mock_directory, dir));
-    router = keep(sys.spawn(model_router_impl, d, std::chrono::seconds(5), std::chrono::seconds(5)));
+    router = keep(sys.spawn(model_router_impl, d, std::chrono::seconds(5), std::chrono::seconds(5),
+                            kept.path.string()));
     sched.run();
   }
 
@@ -224,6 +227,51 @@ CAF_TEST(without workers every request is unavailable) {
   auto l = ask<std::vector<model_meta>>(router, list_atom::value);
   sched.run();
   CAF_CHECK_EQUAL(l->code(), errc::unavailable);
+}
+
+CAF_TEST(a worker that joins later gets the models put through the gateway) {
+  temp_dir tmp;
+  write_bytes(tmp.path / "w.pth", "weights-bytes");
+  model_import req;
+  req.name = "r18";
+  req.arch = "resnet18";
+  req.preprocess_json = R"({"size":224})";
+  req.weights_path = (tmp.path / "w.pth").string();
+  auto up = ask<model_meta>(router, caf::put_atom::value, req);
+  sched.run();
+  CAF_REQUIRE(up->ok);
+  // A fresh worker: it gets r18, bytes and all, before anything else.
+  auto w3 = std::make_shared<registry_script>();
+  auto r3 = keep(sys.spawn(mock_registry, w3, 3.0f));
+  sched.run();
+  auto done = ask<caf::ok_atom>(router, backfill_atom::value, caf::actor_cast<caf::actor>(r3),
+                                std::string{"w3:3"});
+  sched.run();
+  CAF_REQUIRE(done->ok);
+  auto puts = all_of<caf::put_atom, model_import>(w3->log);
+  CAF_REQUIRE_EQUAL(puts.size(), 1u);
+  CAF_CHECK_EQUAL(puts[0].get_as<model_import>(1).name, "r18");
+  CAF_CHECK_EQUAL(puts[0].get_as<model_import>(1).arch, "resnet18");
+  CAF_CHECK_EQUAL(puts[0].get_as<model_import>(1).preprocess_json, R"({"size":224})");
+  CAF_CHECK_EQUAL(puts[0].get_as<model_import>(1).weights, "weights-bytes");
+  // Once it has it, nothing more is sent.
+  auto again = ask<caf::ok_atom>(router, backfill_atom::value, caf::actor_cast<caf::actor>(r3),
+                                 std::string{"w3:3"});
+  sched.run();
+  CAF_REQUIRE(again->ok);
+  CAF_CHECK_EQUAL((count_of<caf::put_atom, model_import>(w3->log)), 1u);
+  // Removed through the gateway: no longer back-filled.
+  auto del = ask<caf::ok_atom>(router, caf::delete_atom::value, std::string{"r18"});
+  sched.run();
+  CAF_CHECK(del->ok);
+  auto w4 = std::make_shared<registry_script>();
+  auto r4 = keep(sys.spawn(mock_registry, w4, 4.0f));
+  sched.run();
+  auto none = ask<caf::ok_atom>(router, backfill_atom::value, caf::actor_cast<caf::actor>(r4),
+                                std::string{"w4:4"});
+  sched.run();
+  CAF_REQUIRE(none->ok);
+  CAF_CHECK_EQUAL((count_of<caf::put_atom, model_import>(w4->log)), 0u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

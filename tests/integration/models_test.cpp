@@ -198,9 +198,9 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
   }
   CHECK(nodes.size() == 2);
 
-  // A worker replaced by a fresh one (an empty disk, the same address) gets the
-  // run-time pipelines replayed when it connects; this one refuses "tiny"
-  // (its repository lacks r18), so the gateway's list says the workers differ.
+  // A worker replaced by a fresh one (an empty disk, the same address) gets
+  // the models put through the gateway, then the run-time pipelines, when it
+  // connects.
   w2.reset();
   REQUIRE(until([&] { return connected_workers(gw) == 1; }, 10) >= 0);
   json second{{"name", "small"},
@@ -216,7 +216,13 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
   CHECK(until([&] {
           return http("GET", w2->url("/v1/pipelines/small"), "", bearer(w2admin)).status == 200;
         }, 30) >= 0);
-  CHECK(http("GET", w2->url("/v1/pipelines/tiny"), "", bearer(w2admin)).status == 404);
+  CHECK(until([&] {
+          return http("GET", w2->url("/v1/pipelines/tiny"), "", bearer(w2admin)).status == 200;
+        }, 30) >= 0);
+  auto w2models = http("GET", w2->url("/v1/models"), "", bearer(w2admin));
+  REQUIRE(w2models.status == 200);
+  REQUIRE(w2models.json()["models"].size() == 1);
+  CHECK(w2models.json()["models"][0]["name"] == "r18");
 
   // Removal through the gateway reaches every worker.
   CHECK(http("DELETE", gw.url("/v1/pipelines/small"), "", bearer(admin)).status == 204);
