@@ -10,8 +10,15 @@
 #include "messages/registration.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "common/job_files.hpp"
+
+namespace fs = std::filesystem;
 
 namespace rookery {
 
@@ -134,22 +141,79 @@ lent(self_ptr self, Handle cluster_state::worker::*member) {
   return {std::move(handles), std::move(names)};
 }
 
-/// Remembers the last run-time pipeline change per name, for replays.
+/// A pipeline name that is safe as a file name.
+bool file_safe(const std::string& n) {
+  return !n.empty() && n[0] != '.' && n.size() <= 128
+         && n.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+              == std::string::npos;
+}
+
+/// The changes the gateways keep on their shared volume (<data>/gateway-pipelines/<name>.json).
+std::vector<cluster_state::pipeline_change> stored_changes(const std::string& dir) {
+  std::vector<cluster_state::pipeline_change> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() != ".json")
+      continue;
+    auto text = jobs::read_all(it->path().string());
+    auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    if (!j.is_object() || !j.contains("name") || !j["name"].is_string())
+      continue;
+    cluster_state::pipeline_change c;
+    c.name = j["name"].get<std::string>();
+    c.removed = j.value("removed", false);
+    if (j.contains("model") && j["model"].is_string())
+      c.model = j["model"].get<std::string>();
+    if (j.contains("spec") && j["spec"].is_object()) {
+      pipeline_spec_msg spec;
+      spec.name = c.name;
+      spec.ops_json = j["spec"].value("ops_json", "");
+      if (j["spec"].contains("mime_types") && j["spec"]["mime_types"].is_array())
+        for (auto& m : j["spec"]["mime_types"])
+          if (m.is_string())
+            spec.mime_types.push_back(m.get<std::string>());
+      c.spec = std::move(spec);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+/// Remembers the last run-time pipeline change per name, for replays: here,
+/// and on the gateways' shared volume so that every gateway replays it.
 void remember(self_ptr self, cluster_state::pipeline_change c) {
-  auto& ch = self->state.changes;
+  auto& st = self->state;
+  if (!st.changes_dir.empty() && file_safe(c.name)) {
+    nlohmann::json j{{"name", c.name}, {"removed", c.removed}};
+    if (c.model)
+      j["model"] = *c.model;
+    if (c.spec)
+      j["spec"] = {{"ops_json", c.spec->ops_json}, {"mime_types", c.spec->mime_types}};
+    auto path = (fs::path(st.changes_dir) / (c.name + ".json")).string();
+    if (auto s = jobs::write_atomically(path, j.dump()); !s)
+      log::warn("cluster: cannot keep pipeline change '{}': {}", c.name, s.error().message);
+  }
+  auto& ch = st.changes;
   ch.erase(std::remove_if(ch.begin(), ch.end(), [&](auto& x) { return x.name == c.name; }),
            ch.end());
   ch.push_back(std::move(c));
 }
 
 /// Brings a worker that (re)connected up to date with the run-time pipeline
-/// changes made through this gateway.
+/// changes made through any gateway (kept on the shared volume), and those
+/// made through this one that could not be kept there.
 void replay(self_ptr self, size_t i) {
   auto& w = self->state.workers[i];
-  if (!w.service || self->state.changes.empty())
+  if (!w.service)
     return;
-  log::info("cluster: replaying {} pipeline changes to worker {}", self->state.changes.size(),
-            name_of(w));
+  auto changes = self->state.changes_dir.empty() ? std::vector<cluster_state::pipeline_change>{}
+                                                 : stored_changes(self->state.changes_dir);
+  for (auto& c : self->state.changes)
+    if (std::none_of(changes.begin(), changes.end(), [&](auto& x) { return x.name == c.name; }))
+      changes.push_back(c);
+  if (changes.empty())
+    return;
+  log::info("cluster: replaying {} pipeline changes to worker {}", changes.size(), name_of(w));
   auto who = name_of(w);
   auto report = [=](const std::string& name) {
     return [=](caf::error& e) {
@@ -157,18 +221,19 @@ void replay(self_ptr self, size_t i) {
                 to_failure(e).message);
     };
   };
-  for (auto& c : self->state.changes) {
+  auto t = self->state.import_timeout; // a pipeline's model may load first
+  for (auto& c : changes) {
     if (c.removed)
-      self->request(w.service, self->state.timeout, caf::delete_atom::value, c.name)
+      self->request(w.service, t, caf::delete_atom::value, c.name)
         .then([](caf::ok_atom) {}, [=](caf::error& e) {
           if (to_failure(e).code != errc::not_found)
             report(c.name)(e);
         });
     else if (c.spec)
-      self->request(w.service, self->state.timeout, caf::put_atom::value, *c.spec)
+      self->request(w.service, t, caf::put_atom::value, *c.spec)
         .then([](pipeline_info&) {}, report(c.name));
     else if (c.model)
-      self->request(w.service, self->state.timeout, caf::put_atom::value, c.name, *c.model)
+      self->request(w.service, t, caf::put_atom::value, c.name, *c.model)
         .then([](pipeline_info&) {}, report(c.name));
   }
 }
@@ -214,13 +279,17 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
                                           std::chrono::milliseconds reconnect,
                                           std::chrono::milliseconds timeout,
                                           std::chrono::milliseconds import_timeout,
-                                          std::string models_dir) {
+                                          std::string data_dir) {
   auto& st = self->state;
   st.reconnect = reconnect;
   st.timeout = timeout;
   st.import_timeout = import_timeout;
+  if (!data_dir.empty())
+    st.changes_dir = (fs::path(data_dir) / "gateway-pipelines").string();
   st.router = self->spawn<caf::linked>(model_router_impl, caf::actor_cast<worker_directory_actor>(self),
-                                       timeout, import_timeout, models_dir);
+                                       timeout, import_timeout,
+                                       data_dir.empty() ? std::string{}
+                                                        : (fs::path(data_dir) / "gateway-models").string());
   for (auto& s : seeds) {
     cluster_state::worker w;
     auto colon = s.rfind(':');

@@ -78,6 +78,7 @@ struct cluster_state {
     bool removed = false;                     // delete (name)
   };
   std::vector<pipeline_change> changes; // oldest first, one per name
+  std::string changes_dir; // <data>/gateway-pipelines: the same, kept for every gateway
   size_t next = 0;
   uint64_t next_request = 0;
   model_router_actor router; // the model router over the workers' registries
@@ -95,6 +96,6 @@ cluster_actor::behavior_type cluster_impl(cluster_actor::stateful_pointer<cluste
                                           std::chrono::milliseconds reconnect,
                                           std::chrono::milliseconds timeout,
                                           std::chrono::milliseconds import_timeout,
-                                          std::string models_dir);
+                                          std::string data_dir);
 
 } // namespace rookery

@@ -276,7 +276,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
     auto cl = sys.spawn(cluster_impl, cfg.seeds, std::chrono::milliseconds(cfg.reconnect_ms),
                         std::chrono::milliseconds(cfg.request_timeout_ms),
                         std::chrono::milliseconds(cfg.import_timeout_ms),
-                        (fs::path(cfg.data) / "gateway-models").string());
+                        cfg.data); // the gateways' shared volume: kept models and pipeline changes
     keep(*n, cl);
     embed = cl;
     // /v1/models, /v2 and registrations go to the workers' registries.

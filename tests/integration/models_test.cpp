@@ -126,20 +126,20 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
     admin_env());
   auto genv = admin_env();
   genv["ROOKERY_RECONNECT_MS"] = "200";
-  server gw{gdir.path,
-            {"--role", "gateway", "--seeds",
-             "127.0.0.1:" + std::to_string(w1.cluster_port()) + ",127.0.0.1:" + std::to_string(p2)},
-            genv};
-  REQUIRE(until([&] { return connected_workers(gw) == 2; }, 60) >= 0);
-  auto admin = admin_token(gw);
-  auto user = signup_and_login(gw, "alice");
+  const std::vector<std::string> gargs{
+    "--role", "gateway", "--seeds",
+    "127.0.0.1:" + std::to_string(w1.cluster_port()) + ",127.0.0.1:" + std::to_string(p2)};
+  auto gw = std::make_unique<server>(gdir.path, gargs, genv);
+  REQUIRE(until([&] { return connected_workers(*gw) == 2; }, 60) >= 0);
+  auto admin = admin_token(*gw);
+  auto user = signup_and_login(*gw, "alice");
   const std::string boundary = "xYzZy";
   auto ha = bearer(admin);
   ha.push_back({"Content-Type", "multipart/form-data; boundary=" + boundary});
   auto weights = read_file(exported().weights());
 
   // An upload through the gateway is installed on both workers.
-  auto up = http("POST", gw.url("/v1/models"),
+  auto up = http("POST", gw->url("/v1/models"),
                  form(boundary, {{"name", "r18"}, {"arch", "resnet18"}, {"weights", weights}}), ha);
   INFO(up.body);
   REQUIRE(up.status == 201);
@@ -150,24 +150,24 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
     REQUIRE(list.json()["models"].size() == 1);
     CHECK(list.json()["models"][0]["name"] == "r18");
   }
-  auto list = http("GET", gw.url("/v1/models"), "", bearer(user));
+  auto list = http("GET", gw->url("/v1/models"), "", bearer(user));
   REQUIRE(list.status == 200);
   REQUIRE(list.json()["models"].size() == 1);
   CHECK(list.json()["models"][0]["status"].get<std::string>().find("workers") == std::string::npos);
 
   // The Open Inference Protocol through the gateway: torchvision's logits,
   // whichever worker answers.
-  auto meta = http("GET", gw.url("/v2/models/r18"), "", bearer(user));
+  auto meta = http("GET", gw->url("/v2/models/r18"), "", bearer(user));
   REQUIRE(meta.status == 200);
   CHECK(meta.json()["versions"][0] == "1");
-  CHECK(http("GET", gw.url("/v2/models/r18/ready"), "", bearer(user)).status == 200);
-  CHECK(http("GET", gw.url("/v2/models/nope"), "", bearer(user)).status == 404);
+  CHECK(http("GET", gw->url("/v2/models/r18/ready"), "", bearer(user)).status == 200);
+  CHECK(http("GET", gw->url("/v2/models/nope"), "", bearer(user)).status == 404);
   auto input = exported().floats("input.bin");
   auto logits = exported().floats("logits.bin");
   json req{{"inputs", json::array({{{"name", "input"}, {"shape", {2, 3, 224, 224}},
                                     {"datatype", "FP32"}, {"data", input}}})}};
   for (int k = 0; k < 4; ++k) { // round-robin: both workers answer
-    auto inf = http("POST", gw.url("/v2/models/r18/infer"), req.dump(), bearer(user));
+    auto inf = http("POST", gw->url("/v2/models/r18/infer"), req.dump(), bearer(user));
     REQUIRE(inf.status == 200);
     auto out = inf.json()["outputs"][0]["data"];
     REQUIRE(out.size() == logits.size());
@@ -183,7 +183,7 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
             {"ops", json::parse(R"([{"op": "decode_image"}, {"op": "resize", "size": 80},
                 {"op": "center_crop", "size": 64}, {"op": "to_tensor"}, {"op": "normalize"},
                 {"op": "model", "name": "r18"}, {"op": "l2_normalize"}])")}};
-  auto added = http("POST", gw.url("/v1/pipelines"), spec.dump(), bearer(admin));
+  auto added = http("POST", gw->url("/v1/pipelines"), spec.dump(), bearer(admin));
   INFO(added.body);
   REQUIRE(added.status == 201);
   for (auto* w : {&w1, w2.get()})
@@ -191,7 +191,7 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
   auto png = read_file(photo_path("chelsea.png"));
   std::set<std::string> nodes;
   for (int k = 0; k < 4; ++k) {
-    auto r = http("POST", gw.url("/v1/embed?pipeline=tiny"), png, bearer(user));
+    auto r = http("POST", gw->url("/v1/embed?pipeline=tiny"), png, bearer(user));
     REQUIRE(r.status == 200);
     CHECK(r.json()["pipeline"] == "tiny");
     nodes.insert(r.json()["node"].get<std::string>());
@@ -202,16 +202,27 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
   // the models put through the gateway, then the run-time pipelines, when it
   // connects.
   w2.reset();
-  REQUIRE(until([&] { return connected_workers(gw) == 1; }, 10) >= 0);
+  REQUIRE(until([&] { return connected_workers(*gw) == 1; }, 10) >= 0);
   json second{{"name", "small"},
               {"ops", json::parse(R"([{"op": "decode_image"}, {"op": "resize", "size": 72},
                   {"op": "center_crop", "size": 64}, {"op": "to_tensor"}, {"op": "normalize"},
                   {"op": "model", "name": "resnet18"}, {"op": "l2_normalize"}])")}};
-  REQUIRE(http("POST", gw.url("/v1/pipelines"), second.dump(), bearer(admin)).status == 201);
+  REQUIRE(http("POST", gw->url("/v1/pipelines"), second.dump(), bearer(admin)).status == 201);
+  // The gateway restarts meanwhile: what it replays comes from its data
+  // directory (the gateways' shared volume), not from its memory.
+  gw.reset();
+  gw = std::make_unique<server>(gdir.path, gargs, genv);
+  REQUIRE(until([&] { return connected_workers(*gw) == 1; }, 30) >= 0);
+  admin = admin_token(*gw);
+  auto relog = http("POST", gw->url("/v1/auth/login"),
+                    json{{"username", "alice"}, {"password", "correct horse battery"}}.dump(),
+                    {{"Content-Type", "application/json"}});
+  REQUIRE(relog.status == 200);
+  user = relog.json()["token"].get<std::string>();
   w2 = std::make_unique<server>(
     w2fresh.path, std::vector<std::string>{"--role", "worker", "--cluster-port", std::to_string(p2)},
     admin_env());
-  REQUIRE(until([&] { return connected_workers(gw) == 2; }, 30) >= 0);
+  REQUIRE(until([&] { return connected_workers(*gw) == 2; }, 30) >= 0);
   auto w2admin = admin_token(*w2);
   CHECK(until([&] {
           return http("GET", w2->url("/v1/pipelines/small"), "", bearer(w2admin)).status == 200;
@@ -225,12 +236,12 @@ TEST_CASE("models and pipelines through a gateway reach every worker", "[integra
   CHECK(w2models.json()["models"][0]["name"] == "r18");
 
   // Removal through the gateway reaches every worker.
-  CHECK(http("DELETE", gw.url("/v1/pipelines/small"), "", bearer(admin)).status == 204);
+  CHECK(http("DELETE", gw->url("/v1/pipelines/small"), "", bearer(admin)).status == 204);
   for (auto* w : {&w1, w2.get()})
     CHECK(http("GET", w->url("/v1/pipelines/small"), "", bearer(admin_token(*w))).status == 404);
-  CHECK(http("DELETE", gw.url("/v1/models/r18"), "", bearer(user)).status == 403);
-  CHECK(http("DELETE", gw.url("/v1/pipelines/tiny"), "", bearer(admin)).status == 204);
-  CHECK(http("DELETE", gw.url("/v1/models/r18"), "", bearer(admin)).status == 204);
+  CHECK(http("DELETE", gw->url("/v1/models/r18"), "", bearer(user)).status == 403);
+  CHECK(http("DELETE", gw->url("/v1/pipelines/tiny"), "", bearer(admin)).status == 204);
+  CHECK(http("DELETE", gw->url("/v1/models/r18"), "", bearer(admin)).status == 204);
   CHECK(http("GET", w1.url("/v2/models/r18"), "", bearer(admin_token(w1))).status == 404);
-  CHECK(http("GET", gw.url("/v2/models/r18"), "", bearer(user)).status == 404);
+  CHECK(http("GET", gw->url("/v2/models/r18"), "", bearer(user)).status == 404);
 }
