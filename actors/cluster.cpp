@@ -39,14 +39,7 @@ std::string name_of(const cluster_state::worker& w) {
 
 /// Notes on a pipeline that some workers refused.
 void note_partial(pipeline_info& p, size_t ok, const std::vector<std::string>& failed) {
-  if (!failed.empty())
-    p.status += "; added on " + std::to_string(ok) + " of " + std::to_string(ok + failed.size())
-                + " workers (failed: " + [&] {
-                    std::string all;
-                    for (auto& f : failed)
-                      all += (all.empty() ? "" : "; ") + f;
-                    return all;
-                  }() + ")";
+  p.status += partial_note("added", ok, failed);
 }
 
 void note_partial(caf::ok_atom&, size_t, const std::vector<std::string>&) {}
@@ -239,6 +232,16 @@ void replay(self_ptr self, size_t i) {
 }
 
 } // namespace
+
+std::string partial_note(const std::string& verb, size_t ok, const std::vector<std::string>& failed) {
+  if (failed.empty())
+    return {};
+  std::string all;
+  for (auto& f : failed)
+    all += (all.empty() ? "" : "; ") + f;
+  return "; " + verb + " on " + std::to_string(ok) + " of " + std::to_string(ok + failed.size())
+         + " workers (failed: " + all + ")";
+}
 
 bool dispatch(cluster_actor::stateful_pointer<cluster_state> self, embed_request req,
               caf::typed_response_promise<embed_result> rp, uint32_t attempts) {

@@ -87,6 +87,10 @@ struct cluster_state {
   std::chrono::milliseconds import_timeout{300000}; // pipeline and model changes
 };
 
+/// What a change that only some workers took says in its status:
+/// "; <verb> on <ok> of <n> workers (failed: <who: why>; ...)"; "" when none failed.
+std::string partial_note(const std::string& verb, size_t ok, const std::vector<std::string>& failed);
+
 /// Sends `req` to the next connected worker; false when none is connected.
 bool dispatch(cluster_actor::stateful_pointer<cluster_state> self, embed_request req,
               caf::typed_response_promise<embed_result> rp, uint32_t attempts);

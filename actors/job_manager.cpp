@@ -311,15 +311,13 @@ void offer(self_ptr self, const std::string& id, std::shared_ptr<std::vector<caf
     .then(
       [=](uint32_t used, uint32_t capacity) {
         auto& st = self->state;
+        st.remote[id] = job_manager_state::remote_run{host, worker};
+        self->monitor(host);
         auto i = st.active.find(id);
         if (i == st.active.end()) { // cancelled while it started: stop it there
           self->send(host, cancel_atom::value, id); // it reports done; the slot is freed then
-          st.remote[id] = job_manager_state::remote_run{host, worker};
-          self->monitor(host);
           return;
         }
-        st.remote[id] = job_manager_state::remote_run{host, worker};
-        self->monitor(host);
         log::info("job {}: training on worker {} ({} of {} slots there)", id, worker, used, capacity);
         announce_state(self, i->second, json{{"worker", worker}});
       },

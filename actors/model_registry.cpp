@@ -1,13 +1,13 @@
 #include "actors/model_registry.hpp"
 
 #include <filesystem>
-#include <fstream>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/replica.hpp"
 #include "common/crypto.hpp"
+#include "common/job_files.hpp"
 #include "common/log.hpp"
 #include "messages/registration.hpp"
 #include "models/embedding_model.hpp"
@@ -191,17 +191,9 @@ model_registry_impl(model_registry_actor::stateful_pointer<model_registry_state>
           if (ir.weights.empty()) {
             if (r.weights.empty())
               return to_error(errc::bad_request, "the model import carries no weights");
-            std::error_code ec;
-            auto dir = fs::path(data_dir) / "uploads";
-            fs::create_directories(dir, ec);
-            spool = (dir / ("forwarded_" + crypto::random_id("w_"))).string();
-            std::ofstream out(spool, std::ios::binary);
-            out.write(r.weights.data(), static_cast<std::streamsize>(r.weights.size()));
-            out.close();
-            if (!out) {
-              fs::remove(spool, ec);
+            spool = (fs::path(data_dir) / "uploads" / ("forwarded_" + crypto::random_id("w_"))).string();
+            if (!jobs::write_atomically(spool, r.weights))
               return to_error(errc::internal, "cannot spool the forwarded weights");
-            }
             ir.weights = spool;
           }
           auto m = import_model(data_dir, ir);

@@ -138,12 +138,6 @@ std::map<std::string, model_import> kept_imports(const std::string& dir) {
   return out;
 }
 
-std::string join(const std::vector<std::string>& xs) {
-  std::string out;
-  for (auto& x : xs)
-    out += (out.empty() ? "" : "; ") + x;
-  return out;
-}
 
 } // namespace
 
@@ -255,6 +249,20 @@ model_router_impl(model_router_actor::stateful_pointer<model_router_state> self,
         };
         auto g = std::make_shared<gather>();
         g->left = w.regs.size();
+        // After the last answer: the first success (kept for back-fills, and
+        // naming the workers that refused), or the first error.
+        auto finish = [=]() mutable {
+          if (--g->left > 0)
+            return;
+          if (!g->first) {
+            rp.deliver(g->err);
+            return;
+          }
+          keep_import(self->state.models_dir, req);
+          auto out = *g->first;
+          out.status += partial_note("installed", g->ok, g->failed);
+          rp.deliver(std::move(out));
+        };
         for (size_t i = 0; i < w.regs.size(); ++i) {
           auto who = w.names[i];
           self->request(w.regs[i], self->state.import_timeout, caf::put_atom::value, req)
@@ -263,15 +271,7 @@ model_router_impl(model_router_actor::stateful_pointer<model_router_state> self,
                 ++g->ok;
                 if (!g->first)
                   g->first = std::move(m);
-                if (--g->left == 0) {
-                  keep_import(self->state.models_dir, req);
-                  auto out = *g->first;
-                  if (!g->failed.empty())
-                    out.status += "; installed on " + std::to_string(g->ok) + " of "
-                                  + std::to_string(g->ok + g->failed.size())
-                                  + " workers (failed: " + join(g->failed) + ")";
-                  rp.deliver(std::move(out));
-                }
+                finish();
               },
               [=](caf::error& e) mutable {
                 log::warn("model router: worker {} refused model '{}': {}", who, req.name,
@@ -279,18 +279,7 @@ model_router_impl(model_router_actor::stateful_pointer<model_router_state> self,
                 g->failed.push_back(who + ": " + to_failure(e).message);
                 if (!g->err)
                   g->err = e;
-                if (--g->left == 0) {
-                  if (!g->first) {
-                    rp.deliver(g->err);
-                    return;
-                  }
-                  keep_import(self->state.models_dir, req);
-                  auto out = *g->first;
-                  out.status += "; installed on " + std::to_string(g->ok) + " of "
-                                + std::to_string(g->ok + g->failed.size()) + " workers (failed: "
-                                + join(g->failed) + ")";
-                  rp.deliver(std::move(out));
-                }
+                finish();
               });
         }
       });
