@@ -222,6 +222,7 @@ void apply_meta(pipeline_info& info, const model_meta& m, size_t replicas) {
   info.weights = m.weights;
   info.dim = m.dim;
   info.replicas = static_cast<uint32_t>(replicas);
+  info.inference_json = m.inference_json;
   info.status = m.ready ? (m.pretrained ? "serving " + m.name + " (" + m.weights + ")"
                                         : "serving UNTRAINED random weights for " + m.name
                                             + ": embeddings are not meaningful. Install weights "

@@ -56,6 +56,7 @@ caf::expected<model_registry_state::pool*> pool_for(self_ptr self, const std::st
     spec.format = m->format;
     spec.options_json = m->options_json;
     spec.output = m->output;
+    spec.optimize = m->optimize;
     meta = meta_of(*m);
     log::info("model registry: loading {} version {} ({} replicas)", m->name, m->version,
               st.settings.replicas);
@@ -81,6 +82,8 @@ caf::expected<model_registry_state::pool*> pool_for(self_ptr self, const std::st
     return to_error(errc::not_found, "no model '" + name + "' in the repository");
   }
   spec.threads = st.settings.torch_threads;
+  if (!st.settings.optimize)
+    spec.optimize = false;
   model_registry_state::pool p;
   p.meta = meta;
   for (uint32_t i = 0; i < std::max<uint32_t>(1, st.settings.replicas); ++i)

@@ -21,6 +21,7 @@ struct model_registry_settings {
   int torch_threads = 0;
   uint32_t replicas = 1;        // replicas in each model's pool
   bool allow_untrained = false; // serve seeded random ResNets when none is installed
+  bool optimize = true;         // the `inference` setting: "optimized" (true) or "eager"
   std::set<std::string> stand_in;  // models an untrained ResNet-18 may stand in for (the built-ins')
 };
 

@@ -267,6 +267,7 @@ result<std::unique_ptr<node>> node::start(const config& cfg) {
     ms.max_batch = cfg.max_batch;
     ms.torch_threads = static_cast<int>(cfg.torch_threads);
     ms.replicas = cfg.replicas;
+    ms.optimize = cfg.inference == "optimized";
     ms.allow_untrained = cfg.allow_untrained;
     ms.stand_in = builtin_pipeline_models();
     models = sys.spawn<caf::detached>(model_registry_impl, ms);

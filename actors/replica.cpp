@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "messages/registration.hpp"
 #include "models/embedding_model.hpp"
@@ -13,6 +14,13 @@ namespace {
 double ms_between(std::chrono::steady_clock::time_point a,
                   std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Counts the forward pass just run by the path it took (the optimised graph or eager).
+void count_path(const replica_state& st, const char* route) {
+  metrics::instance().add_counter("rookery_model_forward_total",
+                                  "model=\"" + st.meta.name + "\",route=\"" + route + "\",path=\""
+                                    + st.model->last_path() + "\"");
 }
 
 // Runs one batch: the longest prefix of the queue whose items share a shape.
@@ -32,6 +40,7 @@ void run_batch(replica_state& st) {
   auto start = std::chrono::steady_clock::now();
   auto out = st.model->features(ptrs, shape[0], shape[1], shape[2]);
   auto end = std::chrono::steady_clock::now();
+  count_path(st, "embed");
   double compute_ms = ms_between(start, end);
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& it = batch[i];
@@ -84,8 +93,21 @@ replica_actor::behavior_type replica_impl(replica_actor::stateful_pointer<replic
       std::vector<const float*> ptrs;
       for (int64_t i = 0; i < s[0]; ++i)
         ptrs.push_back(input.data.data() + i * item);
+      auto& st = self->state;
+      if (!st.model->infer_prepared() && std::vector<int64_t>{s[1], s[2], s[3]} == st.meta.input_shape
+          && st.optimize) {
+        // The /v2 path is prepared on its first request of the model's input shape.
+        prepare_options po;
+        po.shape = st.meta.input_shape;
+        po.embed = false;
+        po.logits = true;
+        st.model->prepare(po);
+        st.meta.inference_json = st.model->inference_json();
+        log::info("model {}: /v2 path {}", st.meta.name, st.meta.inference_json);
+      }
       auto start = std::chrono::steady_clock::now();
       auto out = self->state.model->forward(ptrs, s[1], s[2], s[3]);
+      count_path(st, "infer");
       if (!out)
         return to_error(out.error());
       auto secs = ms_between(start, std::chrono::steady_clock::now()) / 1000;
@@ -118,11 +140,24 @@ replica_actor::behavior_type replica_loading(replica_actor::stateful_pointer<rep
     if (out && !out->empty())
       meta.output_shape = {static_cast<int64_t>(out->front().size())};
     meta.dim = (*m)->dim();
+    // The inference-optimised path for the model's input shape (models/inference.hpp).
+    prepare_options po;
+    po.shape = meta.input_shape;
+    po.enabled = spec.optimize;
+    po.why_disabled = "disabled (the `inference` setting is \"eager\", or the model's config.json "
+                      "sets \"optimize\": false)";
+    (*m)->prepare(po);
+    meta.inference_json = (*m)->inference_json();
+    if ((*m)->optimized_for(meta.input_shape) || !spec.optimize)
+      log::info("model {}: inference {}", meta.name, meta.inference_json);
+    else // a model that should have been optimised and was not: say so
+      log::warn("model {}: serving the eager module: {}", meta.name, meta.inference_json);
     meta.ready = true;
     meta.status = spec.format == "untrained"
                     ? "serving UNTRAINED random weights: embeddings are not meaningful; install "
                       "weights with `rookery models import`"
                     : "loaded";
+    self->state.optimize = spec.optimize;
     return replica_impl(self, std::shared_ptr<embedding_model>(std::move(m.value())),
                         std::move(meta), max_batch);
   }

@@ -29,6 +29,7 @@ struct replica_state {
   std::shared_ptr<embedding_model> model;
   model_meta meta;
   uint32_t max_batch = 8;
+  bool optimize = true; // prepare the /v2 path on its first request (spec.optimize)
   std::deque<item> queue;
 };
 

@@ -11,6 +11,8 @@
 //
 //   bare      batch 1, one embed() call after another on this one thread
 //   bare_b8   batch 8 (the server's default max_batch), for reference
+//   bare_opt, bare_opt_b8   the same on the inference-optimised path
+//             (embedding_model::prepare; skipped with --eager-only)
 //   preprocess  decode + the model's preprocessing of the same image
 //
 // embed() is what a replica runs per batch (forward_features + L2 norm), so
@@ -49,12 +51,13 @@ struct options {
   int threads = 2;
   double seconds = 8;
   int warmup = 5;
+  bool optimized = true; // also time the inference-optimised path (--eager-only: not)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bare_forward: " << why << "\n"
             << "usage: bare_forward (--data DIR [--model NAME] | --weights FILE [--arch ARCH])\n"
-               "                    [--image FILE] [--threads N] [--seconds S] [--warmup N]\n";
+               "                    [--image FILE] [--threads N] [--seconds S] [--warmup N] [--eager-only]\n";
   std::exit(2);
 }
 
@@ -75,6 +78,7 @@ options parse(int argc, char** argv) {
     else if (a == "--threads") o.threads = std::atoi(next().c_str());
     else if (a == "--seconds") o.seconds = std::atof(next().c_str());
     else if (a == "--warmup") o.warmup = std::atoi(next().c_str());
+    else if (a == "--eager-only") o.optimized = false;
     else if (a == "-h" || a == "--help") usage("help");
     else usage("unknown argument " + a);
   }
@@ -227,6 +231,28 @@ int main(int argc, char** argv) {
   if (failed)
     return 1;
   report("bare_b8", s8, "batch=8 " + extra);
+
+  if (o.optimized) {
+    // The same model on the inference-optimised path the server's replicas take
+    // (embedding_model::prepare: traced, frozen, conv-BN folded, oneDNN).
+    prepare_options po;
+    po.shape = {input.c, input.h, input.w};
+    auto t0 = clk::now();
+    net.prepare(po);
+    std::printf("# inference (%.0f ms): %s\n",
+                std::chrono::duration<double, std::milli>(clk::now() - t0).count(),
+                net.inference_json().c_str());
+    if (!net.optimized_for(po.shape))
+      std::printf("# the optimised path was not taken; bare_opt rows are eager\n");
+    auto o1 = loop(o.seconds, o.warmup, 1, [&] { run(b1); });
+    if (failed)
+      return 1;
+    report("bare_opt", o1, "batch=1 " + extra + " path=" + net.last_path());
+    auto o8 = loop(o.seconds, std::min(o.warmup, 2), 8, [&] { run(b8); });
+    if (failed)
+      return 1;
+    report("bare_opt_b8", o8, "batch=8 " + extra + " path=" + net.last_path());
+  }
 
   if (!bytes.empty()) {
     // Decode + preprocess is single-threaded by design (init_image_pipeline).

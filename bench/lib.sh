@@ -59,6 +59,12 @@ bench_need_tools() {
   mkdir -p "$OUT_DIR" || die "cannot create OUT_DIR $OUT_DIR"
 }
 
+# --- CPU sets -------------------------------------------------------------------
+# Command prefixes (e.g. taskset -c 0-5): servers and bare_forward run under
+# PIN_SERVER, wrk under PIN_CLIENT. Empty: everything shares every CPU.
+PIN_SERVER=()
+PIN_CLIENT=()
+
 # --- temp dir, child processes, cleanup ----------------------------------------
 PIDS=()
 stop_pid() { # pid: SIGTERM, up to 10 s, then SIGKILL
@@ -152,7 +158,7 @@ run_bare() {
   local name="$1" data="$2" model="$3" image="$4" busy0 kids0 t0 out="$TMP/$1.bare.txt"
   log "($name a) bare LibTorch: bare_forward --model $model, ${BARE_SECONDS}s batch 1 + ${BARE_SECONDS}s batch 8, $THREADS threads"
   busy0="$(sys_busy_s)"; kids0="$(children_cpu_s)"; t0="$(date +%s.%N)"
-  timeout $((3 * BARE_SECONDS + 120)) "$BUILD/bare_forward" --data "$data" --model "$model" --image "$image" \
+  timeout $((5 * BARE_SECONDS + 180)) "${PIN_SERVER[@]}" "$BUILD/bare_forward" --data "$data" --model "$model" --image "$image" \
     --threads "$THREADS" --seconds "$BARE_SECONDS" 2>&1 | tee "$out" >&2 ||
     die "bare_forward failed for $model (see above)"
   BARE_OTHER="$(other_pct "$busy0" "$(sys_busy_s)" 0 0 "$kids0" "$(children_cpu_s)" "$t0" "$(date +%s.%N)")"
@@ -163,6 +169,12 @@ run_bare() {
   B8_P50="$(kv "$out" bare_b8 p50_ms)"
   B8_P99="$(kv "$out" bare_b8 p99_ms)"
   PRE_P50="$(kv "$out" preprocess p50_ms)"
+  BOPT_RPS="$(kv "$out" bare_opt images_per_s)"
+  BOPT_P50="$(kv "$out" bare_opt p50_ms)"
+  BOPT_P99="$(kv "$out" bare_opt p99_ms)"
+  BOPT8_RPS="$(kv "$out" bare_opt_b8 images_per_s)"
+  BOPT8_P50="$(kv "$out" bare_opt_b8 p50_ms)"
+  BOPT8_P99="$(kv "$out" bare_opt_b8 p99_ms)"
   BARE_INPUT="$(sed -n 's/^# bare_forward:.*, input \([0-9]*x[0-9]*x[0-9]*\),.*/\1/p' "$out" | head -1)"
   [[ -n "$BARE_RPS" && -n "$B8_RPS" ]] || die "cannot parse bare_forward output for $model"
 }
@@ -178,7 +190,7 @@ start_rookery() {
   : >"$logf" # exists before the server opens it: the loop below reads it at once
   env ROOKERY_TORCH_THREADS="$THREADS" ROOKERY_LOG_LEVEL=warn ROOKERY_KEY_RATE_PER_S=1000000 \
     ROOKERY_KEY_BURST=1000000 ROOKERY_PASSWORD_HASH_COST=min "$@" \
-    "$BUILD/rookery" serve --host 127.0.0.1 --port 0 --data "$data" >"$logf" 2>&1 &
+    "${PIN_SERVER[@]}" "$BUILD/rookery" serve --host 127.0.0.1 --port 0 --data "$data" >"$logf" 2>&1 &
   RK_PID=$!
   PIDS+=("$RK_PID")
   for ((i = 0; i < 600; i++)); do
@@ -217,7 +229,7 @@ start_peer() {
   local name="$1" i code up="" logf="$TMP/$1.peer.log"
   shift
   log "($name) start the Python peer on 127.0.0.1:$PP_PORT: $(basename "$2") ${*:3}"
-  "$@" >"$logf" 2>&1 &
+  "${PIN_SERVER[@]}" "$@" >"$logf" 2>&1 &
   PP_PID=$!
   PIDS+=("$PP_PID")
   PP="http://127.0.0.1:$PP_PORT"
@@ -255,7 +267,7 @@ warm_up() {
     "$TMP/$name.warm.json" "$dim" || die "$name: the answer has no $dim-d embedding"
   if ((WARM > 0)); then
     if [[ -n "$auth" ]]; then export AUTH="$auth"; else unset AUTH; fi
-    BODY_FILE="$JPG" timeout $((WARM + 30)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARM}s" \
+    BODY_FILE="$JPG" timeout $((WARM + 30)) "${PIN_CLIENT[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARM}s" \
       --timeout 30s -s "$SHARED/post_file.lua" "$url" >"$TMP/$name.warmup.txt" 2>&1 ||
       { cat "$TMP/$name.warmup.txt" >&2; die "$name: wrk warm-up failed"; }
     unset AUTH
@@ -273,7 +285,7 @@ measure() {
   cpu0="$(proc_cpu_s "$pid")"; busy0="$(sys_busy_s)"; kids0="$(children_cpu_s)"; t0="$(date +%s.%N)"
   log "($name) wrk -t$WRK_THREADS -c$CONNECTIONS -d${DUR}s --latency $url"
   if [[ -n "$auth" ]]; then export AUTH="$auth"; else unset AUTH; fi
-  BODY_FILE="$JPG" timeout $((DUR + 60)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DUR}s" --timeout 30s \
+  BODY_FILE="$JPG" timeout $((DUR + 60)) "${PIN_CLIENT[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DUR}s" --timeout 30s \
     --latency -s "$SHARED/post_file.lua" "$url" >"$out" 2>&1 ||
     { cat "$out" >&2; die "$name: wrk failed"; }
   unset AUTH

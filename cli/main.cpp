@@ -1,6 +1,7 @@
 // rookery: serve | admin create-user | models import | version
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <thread>
 #include <filesystem>
 #include <fstream>
@@ -94,6 +95,13 @@ int serve(common_flags& flags, bool print_config) {
             << " (role " << cfg->role << ", data " << cfg->data << ")" << std::endl;
   if (cfg->role == "worker")
     std::cout << "rookery: cluster port " << (*n)->cluster_port() << std::endl;
+  {
+    const char* wait = std::getenv("OMP_WAIT_POLICY");
+    std::cout << "rookery: thread plan: " << cfg->cores << " cores, " << cfg->replicas
+              << " replicas x " << cfg->torch_threads << " intra-op threads, " << cfg->decoders
+              << " decoders, inference " << cfg->inference << ", OMP_WAIT_POLICY "
+              << (wait ? wait : "unset") << std::endl;
+  }
   int sig = 0;
   sigwait(&set, &sig);
   log::info("signal {}: shutting down", sig);

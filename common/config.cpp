@@ -1,8 +1,13 @@
 #include "common/config.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <fstream>
 #include <sstream>
+#include <thread>
+
+#include <sched.h>
 
 #include <nlohmann/json.hpp>
 
@@ -29,7 +34,7 @@ namespace {
   X(password_hash_cost) X(login_slowdown_after) X(login_lockout_after) X(login_window_s)     \
   X(key_rate_per_s) X(key_burst) X(max_body_bytes) X(max_upload_bytes) X(max_image_pixels) X(request_timeout_ms) X(drain_timeout_ms) \
   X(head_timeout_ms) X(min_upload_bytes_per_s) X(upload_timeout_s) X(import_timeout_ms) X(max_connections) \
-  X(replicas) X(torch_threads) X(decoders) X(max_batch) X(pipelines) X(builtin_models)    \
+  X(cores) X(replicas) X(torch_threads) X(decoders) X(max_batch) X(inference) X(pipelines) X(builtin_models)    \
   X(allow_untrained)                                                                         \
   X(mime_table) X(max_running_jobs) X(max_jobs_per_user) X(job_lease_s) X(job_poll_ms) X(auth_revalidate_ms) X(train_threads) X(fashion_mnist_dir) \
   X(fortunes_dir) X(wordnet_dir) X(max_dataset_bytes)
@@ -118,8 +123,12 @@ status validate(const config& c) {
   for (auto& s : c.seeds)
     if (s.find(':') == std::string::npos)
       return bad("seed '" + s + "' is not host:port");
-  if (c.max_batch == 0 || c.replicas == 0 || c.decoders == 0 || c.http_threads == 0)
-    return bad("max_batch, replicas, decoders and http_threads must be at least 1");
+  if (c.max_batch == 0 || c.http_threads == 0)
+    return bad("max_batch and http_threads must be at least 1");
+  if (c.replicas > 256 || c.torch_threads > 1024 || c.decoders > 256 || c.cores > 4096)
+    return bad("replicas, decoders (at most 256), torch_threads (1024) or cores (4096) is too large");
+  if (c.inference != "optimized" && c.inference != "eager")
+    return bad("inference must be optimized or eager, not '" + c.inference + "'");
   if (c.heartbeat_ms == 0 || c.connection_timeout_ms <= c.heartbeat_ms)
     return bad("connection_timeout_ms must be larger than heartbeat_ms (> 0)");
   for (auto& [name, model] : c.pipelines)
@@ -140,6 +149,47 @@ status validate(const config& c) {
 }
 
 } // namespace
+
+uint32_t usable_cores() {
+  uint32_t n = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    n = static_cast<uint32_t>(CPU_COUNT(&set));
+  if (n == 0)
+    n = std::max(1u, std::thread::hardware_concurrency());
+  // cgroup v2: "max 100000" (no quota) or "<quota> <period>" (a container's CPU limit).
+  std::ifstream in("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (in >> quota >> period && quota != "max" && period > 0) {
+    try {
+      const double q = std::stod(quota);
+      if (q > 0)
+        n = std::min(n, std::max(1u, static_cast<uint32_t>(std::ceil(q / period))));
+    } catch (const std::exception&) {
+    }
+  }
+  return std::max(1u, n);
+}
+
+void plan_threads(config& c, uint32_t cores) {
+  cores = std::max(1u, cores);
+  c.cores = cores;
+  // One single-threaded replica per core: measured fastest on the reference
+  // 2-core machine under concurrent load (bench/thread_plan.sh; the numbers are
+  // in bench/README.md), because OpenMP teams on busy cores wait for each other
+  // at every operator, while independent replicas never do. Capped at 8
+  // replicas (each holds a copy of the weights); beyond that the cores are
+  // shared out as intra-op threads.
+  if (c.replicas == 0)
+    c.replicas = std::min(cores, 8u);
+  if (c.torch_threads == 0)
+    c.torch_threads = std::max(1u, cores / c.replicas);
+  // Decoding (JPEG/PNG, resize) is single-threaded per actor: one per core.
+  if (c.decoders == 0)
+    c.decoders = cores;
+}
 
 std::map<std::string, std::string> rookery_environment() {
   std::map<std::string, std::string> env;
@@ -201,6 +251,7 @@ result<config> load_config(const std::string& file, const std::map<std::string, 
     config c = from_json(merged);
     if (auto st = validate(c); !st)
       return st.error();
+    plan_threads(c, c.cores != 0 ? c.cores : usable_cores());
     return c;
   } catch (const json::exception& e) {
     return fail(errc::bad_request, std::string{"configuration has a value of the wrong type: "}

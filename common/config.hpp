@@ -62,10 +62,17 @@ struct config {
   uint32_t import_timeout_ms = 600000;       // model/dataset import and registration
   uint32_t max_connections = 1024;           // open HTTP connections at once
   // -- models and pipelines
-  uint32_t replicas = 1;       // model replicas per pipeline
-  uint32_t torch_threads = 0;  // intra-op threads; 0 = number of cores
-  uint32_t decoders = 2;       // image decode/preprocess actors
+  // The thread plan (docs/ARCHITECTURE.md, "Thread plan"): 0 = derived from
+  // `cores` by plan_threads(); load_config() fills them in, so --print-config
+  // shows what the server runs with.
+  uint32_t cores = 0;          // CPUs to plan for; 0 = usable_cores() (affinity, cgroup quota)
+  uint32_t replicas = 0;       // model replicas per model
+  uint32_t torch_threads = 0;  // intra-op threads of each replica
+  uint32_t decoders = 0;       // image decode/preprocess actors per pipeline
   uint32_t max_batch = 8;      // dynamic batching limit
+  // "optimized": every model is traced/frozen/optimised for inference when it
+  // loads (models/inference.hpp), eager where that fails; "eager": never
+  std::string inference = "optimized";
   // Extra image pipelines: pipeline name -> repository model, preprocessed as
   // the model's config says. The built-in pipelines (pipelines/builtin/*.json)
   // and those added over HTTP need no entry here.
@@ -95,6 +102,14 @@ struct config {
 /// environment (name -> value); `overrides` holds flag values (key -> text).
 result<config> load_config(const std::string& file, const std::map<std::string, std::string>& env,
                            const std::map<std::string, std::string>& overrides);
+
+/// CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU
+/// quota (/sys/fs/cgroup/cpu.max, rounded up), at least 1.
+uint32_t usable_cores();
+
+/// The derived thread plan for `cores` CPUs (see docs/ARCHITECTURE.md, "Thread
+/// plan"): fills the settings that are 0 (replicas, torch_threads, decoders).
+void plan_threads(config& c, uint32_t cores);
 
 /// The environment of this process as a map (ROOKERY_* entries only).
 std::map<std::string, std::string> rookery_environment();

@@ -28,7 +28,9 @@ json to_json(const embed_result& r) {
 
 json to_json(const pipeline_info& p) {
   auto ops = json::parse(p.ops_json.empty() ? "[]" : p.ops_json, nullptr, false);
+  auto inference = json::parse(p.inference_json.empty() ? "null" : p.inference_json, nullptr, false);
   return json{{"name", p.name},
+              {"inference", inference.is_object() ? inference : json(nullptr)},
               {"kind", p.kind},
               {"ops", ops.is_array() ? ops : json::array()},
               {"mime_types", p.mime_types},
@@ -93,6 +95,9 @@ json to_json(const model_meta& m) {
     j["weights"] = m.weights;
   if (m.builtin)
     j["builtin"] = true;
+  if (!m.inference_json.empty())
+    if (auto inf = json::parse(m.inference_json, nullptr, false); inf.is_object())
+      j["inference"] = inf;
   return j;
 }
 

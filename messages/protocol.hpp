@@ -126,12 +126,14 @@ struct pipeline_info { // remote
   std::string ops_json;  // the operator chain, every parameter filled in (JSON array text)
   std::string weights;   // provenance of the model's weights
   bool builtin = false;  // shipped with Rookery (not removable)
+  std::string inference_json; // how the model runs (model_meta::inference_json); "" = unknown
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pipeline_info& x) {
   return f(caf::meta::type_name("rookery.pipeline_info"), x.name, x.kind, x.mime_types, x.model,
-           x.dim, x.ready, x.pretrained, x.status, x.replicas, x.ops_json, x.weights, x.builtin);
+           x.dim, x.ready, x.pretrained, x.status, x.replicas, x.ops_json, x.weights, x.builtin,
+           x.inference_json);
 }
 
 /// A pipeline to add at run time: POST /v1/pipelines.
@@ -160,13 +162,15 @@ struct model_meta { // remote
   bool pretrained = false;           // real weights (false: seeded random, untrained)
   std::string weights;               // provenance, e.g. "nsfwjs@4.4.0 inception_v3"
   bool builtin = false;              // a read-only built-in model
+  std::string inference_json;        // embedding_model::inference_json() of the replica that
+                                     // answered: optimised or eager, and why ("" = not loaded)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_meta& x) {
   return f(caf::meta::type_name("rookery.model_meta"), x.name, x.version, x.arch, x.format,
            x.input_shape, x.output_shape, x.dim, x.ready, x.status, x.pretrained, x.weights,
-           x.builtin);
+           x.builtin, x.inference_json);
 }
 
 /// The replicas serving one model, and what they serve.

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <tuple>
 
@@ -14,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/inference.hpp"
 #include "models/repository.hpp"
 #include "models/repository_detail.hpp"
 #include "models/resnet.hpp"
@@ -80,6 +82,14 @@ struct embedding_model::impl {
   std::optional<torch::jit::Module> script;
   bool script_has_features = false;
   bool softmax_output = false;
+  // The inference-optimised path (prepare()): zoo models per (features?, C, H, W);
+  // a TorchScript module as one frozen, optimised clone serving every shape.
+  std::map<std::tuple<bool, int64_t, int64_t, int64_t>, inference::prepared> prepared;
+  std::optional<torch::jit::Module> script_optimized;
+  inference::report embed_report, infer_report;
+  bool prepared_once = false;
+  bool infer_tried = false;
+  bool last_optimized = false;
 
   void apply_threads() const {
     if (threads > 0 && at::get_num_threads() != threads)
@@ -89,10 +99,12 @@ struct embedding_model::impl {
   // Raw TorchScript output as (N, D).
   torch::Tensor run_script(const torch::Tensor& x, bool features) {
     c10::IValue out;
+    auto& m = script_optimized ? *script_optimized : *script;
+    last_optimized = script_optimized.has_value();
     if (features && script_has_features)
-      out = script->get_method("forward_features")({x});
+      out = m.get_method("forward_features")({x});
     else
-      out = script->forward({x});
+      out = m.forward({x});
     auto t = first_tensor(out);
     TORCH_CHECK(t.has_value(), "the TorchScript module returned no tensor");
     TORCH_CHECK(t->dim() >= 1 && t->size(0) == x.size(0), "the TorchScript module returned shape ",
@@ -125,10 +137,16 @@ struct embedding_model::impl {
         std::memcpy(dst + i * per, images[static_cast<size_t>(i)],
                     static_cast<size_t>(per) * sizeof(float));
       torch::Tensor y;
-      if (net)
-        y = features ? net->forward_features(x) : net->forward(x);
-      else
+      if (net) {
+        auto p = prepared.find({features, c, h, w});
+        last_optimized = p != prepared.end();
+        if (last_optimized)
+          y = p->second(x);
+        else
+          y = features ? net->forward_features(x) : net->forward(x);
+      } else {
         y = run_script(x, features);
+      }
       if (features && normalise)
         y = torch::nn::functional::normalize(
           y.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
@@ -261,6 +279,97 @@ bool embedding_model::can_create_untrained(const std::string& arch) {
 result<std::vector<std::vector<float>>>
 embedding_model::forward(const std::vector<const float*>& images, int64_t c, int64_t h, int64_t w) {
   return impl_->run(images, c, h, w, /*features=*/false);
+}
+
+void embedding_model::prepare(const prepare_options& opts) {
+  auto& p = *impl_;
+  p.prepared_once = true;
+  auto shape = opts.shape.size() == 3 ? opts.shape : std::vector<int64_t>{p.in_channels, 224, 224};
+  const bool embed = opts.embed, infer = opts.logits && p.net; // a script's one clone serves both
+  if (embed) {
+    p.embed_report = inference::report{};
+    p.embed_report.shape = shape;
+  }
+  if (opts.logits || (embed && p.script))
+    p.infer_tried = true;
+  if (opts.logits) {
+    p.infer_report = inference::report{};
+    p.infer_report.shape = shape;
+  }
+  auto key = [&](bool features) { return std::make_tuple(features, shape[0], shape[1], shape[2]); };
+  if (embed) {
+    p.prepared.erase(key(true));
+    p.script_optimized.reset();
+  }
+  if (opts.logits)
+    p.prepared.erase(key(false));
+  if (!opts.enabled) {
+    const auto why = opts.why_disabled.empty() ? std::string("optimisation disabled") : opts.why_disabled;
+    if (embed)
+      p.embed_report.reason = why;
+    if (opts.logits)
+      p.infer_report.reason = why;
+    return;
+  }
+  inference::options io;
+  io.time_it = opts.time_it;
+  io.threads = p.threads;
+  if (p.net) {
+    // The graph's weights are constants: they must not require gradients.
+    for (auto& t : p.net->parameters())
+      t.set_requires_grad(false);
+    auto net = p.net;
+    if (embed) {
+      if (auto f = inference::prepare_traced(
+            [net](const torch::Tensor& x) { return net->forward_features(x); }, shape, io,
+            p.embed_report))
+        p.prepared.emplace(key(true), std::move(*f));
+    }
+    if (infer) {
+      if (auto f = inference::prepare_traced([net](const torch::Tensor& x) { return net->forward(x); },
+                                             shape, io, p.infer_report))
+        p.prepared.emplace(key(false), std::move(*f));
+    }
+  } else if (p.script && embed) {
+    std::vector<std::string> methods{"forward"};
+    if (p.script_has_features)
+      methods.insert(methods.begin(), "forward_features");
+    if (auto m = inference::prepare_script(*p.script, methods, shape, io, p.embed_report))
+      p.script_optimized = std::move(*m);
+    p.infer_report = p.embed_report;
+  }
+}
+
+bool embedding_model::infer_prepared() const {
+  return impl_->infer_tried;
+}
+
+std::string embedding_model::inference_json() const {
+  const auto& p = *impl_;
+  nlohmann::json j;
+  j["mode"] = p.embed_report.mode;
+  if (!p.prepared_once) {
+    j["reason"] = "not prepared";
+    return j.dump();
+  }
+  j["embed"] = nlohmann::json::parse(p.embed_report.json());
+  if (p.infer_tried)
+    j["infer"] = nlohmann::json::parse(p.infer_report.json());
+  else
+    j["infer"] = {{"mode", "eager"}, {"reason", "prepared on the first /v2 request of the input shape"}};
+  return j.dump();
+}
+
+bool embedding_model::optimized_for(const std::vector<int64_t>& shape) const {
+  const auto& p = *impl_;
+  if (p.script_optimized)
+    return true;
+  return shape.size() == 3
+         && p.prepared.count(std::make_tuple(true, shape[0], shape[1], shape[2])) != 0;
+}
+
+const char* embedding_model::last_path() const {
+  return impl_->last_optimized ? "optimized" : "eager";
 }
 
 uint32_t embedding_model::dim() const {

@@ -25,6 +25,19 @@ struct model_spec {
   std::string output;       // "" | "softmax": forward() gives softmax probabilities over
                             // the outputs (a classifier like nsfwjs's, whose Keras model
                             // ends in a softmax); embed() is unaffected
+  bool optimize = true;     // config.json "optimize": false keeps the eager module
+                            // (prepare() then reports why)
+};
+
+/// What embedding_model::prepare() prepares (models/inference.hpp does the work).
+struct prepare_options {
+  std::vector<int64_t> shape; // (C, H, W) of the inputs to expect; empty: 3 x 224 x 224
+  bool embed = true;          // prepare embed()/features() (the pipelines' path)
+  bool logits = false;        // prepare forward() (the /v2 path; the replica does it on
+                              // the first /v2 request of that shape)
+  bool time_it = true;        // keep the eager module where it is faster
+  bool enabled = true;        // false: stay eager (the `inference` setting, config "optimize")
+  std::string why_disabled;   // reported when !enabled
 };
 
 /// One instance per model replica; not thread-safe (one caller at a time), but
@@ -78,6 +91,24 @@ public:
   /// "softmax", softmax over each row.
   result<std::vector<std::vector<float>>> forward(const std::vector<const float*>& images,
                                                   int64_t c, int64_t h, int64_t w);
+
+  /// Prepares the inference-optimised path for inputs of opts.shape: zoo models
+  /// are traced to TorchScript, frozen (conv-BN folded) and optimised for
+  /// inference (oneDNN); TorchScript modules are frozen and optimised as they
+  /// are. Every prepared graph is checked against the eager model (1e-4
+  /// relative) and kept only when it is not slower. Inputs of another shape,
+  /// and every input when preparation fails, run eager. Never fails: the
+  /// outcome is in inference_json(). Call before serving (not thread-safe).
+  void prepare(const prepare_options& opts);
+  /// {"mode": "optimized"|"eager", "embed": report, "infer": report}
+  /// (inference::report::json()); "mode" is the embedding path's.
+  std::string inference_json() const;
+  /// Whether prepare() has tried the forward() path (optimised or not).
+  bool infer_prepared() const;
+  /// Whether the embedding path of `shape` (C, H, W) runs the optimised graph.
+  bool optimized_for(const std::vector<int64_t>& shape) const;
+  /// "optimized" or "eager": the path the last embed()/features()/forward() took.
+  const char* last_path() const;
 
   /// Length of embed()'s rows (512 for resnet18, 2048 for resnet50, the
   /// model's num_features() in general).

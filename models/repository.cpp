@@ -38,6 +38,10 @@ result<installed_model> read_version(const fs::path& dir, const std::string& nam
       return fail(errc::unprocessable, (dir / "config.json").string()
                                          + ": \"output\" must be \"softmax\" when set");
     m.provenance = j.value("provenance", "");
+    if (j.contains("optimize") && !j["optimize"].is_boolean())
+      return fail(errc::unprocessable, (dir / "config.json").string()
+                                         + ": \"optimize\" must be true or false");
+    m.optimize = j.value("optimize", true);
     m.config_json = ss.str();
     return m;
   } catch (const std::exception& e) {

@@ -36,6 +36,7 @@ struct installed_model {
   std::string output;          // "" (raw outputs) | "softmax" (config.json "output")
   std::string provenance;      // where the weights come from ("" = not recorded)
   bool builtin = false;        // from the built-in directory (read-only)
+  bool optimize = true;        // config.json "optimize" (false: serve the eager module)
 };
 
 /// The built-in model directory every look-up also searches ("" = none).

@@ -95,6 +95,66 @@ TEST_CASE("embedding a real photo matches torchvision's pipeline", "[integration
   CHECK(p.json()["pipelines"][0]["ready"] == true);
 }
 
+// Issue 12's regression guard: the default configuration serves the
+// inference-optimised graph (traced, frozen, conv-BN folded, oneDNN), says so
+// in GET /v1/pipelines, and counts the path every forward pass took, so a
+// change that silently falls back to eager fails here. Not timed.
+TEST_CASE("the image pipeline runs the inference-optimised graph, and says so", "[integration][embed]") {
+  temp_dir dir;
+  import_weights(dir.path);
+  server s{dir.path};
+  auto token = signup_and_login(s, "alice");
+  auto photo = read_file(photo_path());
+  auto r = http("POST", s.url("/v1/embed"), photo, with(bearer(token), "Content-Type", "image/png"));
+  REQUIRE(r.status == 200);
+  CHECK(cosine(exported().photo_embedding, r.json()["embedding"]) >= 0.99); // torchvision's answer
+
+  auto p = http("GET", s.url("/v1/pipelines/image"), "", bearer(token));
+  REQUIRE(p.status == 200);
+  const auto info = p.json();
+  INFO(info.dump());
+  REQUIRE(info["inference"].is_object());
+  CHECK(info["inference"]["mode"] == "optimized");
+  const auto& embed = info["inference"]["embed"];
+  CHECK(embed["shape"] == json::array({3, 224, 224}));
+  CHECK(embed["parity"].get<double>() <= 1e-4);
+  CHECK(embed["prepare_ms"].get<double>() > 0);
+  std::string passes;
+  for (auto& x : embed["passes"])
+    passes += x.get<std::string>() + " ";
+  CHECK(passes.find("freeze") != std::string::npos);
+  CHECK(passes.find("conv_bn_fold(20/20)") != std::string::npos);
+  CHECK(passes.find("onednn") != std::string::npos);
+
+  auto m = http("GET", s.url("/metrics"));
+  REQUIRE(m.status == 200);
+  INFO(m.body);
+  CHECK(m.body.find(R"(rookery_model_forward_total{model="resnet18",route="embed",path="optimized"})")
+        != std::string::npos);
+  CHECK(m.body.find(R"(route="embed",path="eager")") == std::string::npos);
+}
+
+TEST_CASE("inference = eager keeps the eager modules and reports why", "[integration][embed]") {
+  temp_dir dir;
+  import_weights(dir.path);
+  auto env = test_env();
+  env["ROOKERY_INFERENCE"] = "eager";
+  server s{dir.path, {}, env};
+  auto token = signup_and_login(s, "alice");
+  auto r = http("POST", s.url("/v1/embed"), read_file(photo_path()),
+                with(bearer(token), "Content-Type", "image/png"));
+  REQUIRE(r.status == 200);
+  CHECK(cosine(exported().photo_embedding, r.json()["embedding"]) >= 0.99);
+  auto p = http("GET", s.url("/v1/pipelines/image"), "", bearer(token));
+  REQUIRE(p.status == 200);
+  INFO(p.body);
+  CHECK(p.json()["inference"]["mode"] == "eager");
+  CHECK(p.json()["inference"]["embed"]["reason"].get<std::string>().find("eager") != std::string::npos);
+  auto m = http("GET", s.url("/metrics"));
+  CHECK(m.body.find(R"(rookery_model_forward_total{model="resnet18",route="embed",path="eager"})")
+        != std::string::npos);
+}
+
 TEST_CASE("without weights the server says so instead of pretending", "[integration][embed]") {
   temp_dir dir;
   server s{dir.path};

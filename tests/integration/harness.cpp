@@ -107,6 +107,10 @@ std::map<std::string, std::string> test_env() {
   return {{"ROOKERY_PASSWORD_HASH_COST", "min"},
           {"ROOKERY_LOG_LEVEL", "warn"},
           {"ROOKERY_TORCH_THREADS", "1"},
+          // Two tests run at once on the 2-core machine: one replica each, as before
+          // the thread plan (common/config.cpp plan_threads) made it one per core.
+          {"ROOKERY_REPLICAS", "1"},
+          {"ROOKERY_DECODERS", "2"},
           {"ROOKERY_SCHEDULER_THREADS", "2"},
           // The tests were written for a ResNet-18 image pipeline and an empty model
           // repository: no built-in models (tests/integration/nsfwjs_test.cpp has them).

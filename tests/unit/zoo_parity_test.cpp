@@ -11,7 +11,9 @@
 // 7 in every block needs 221..224; built for it on both sides). Batch 2, eval mode. A model passes when
 // max|C++ - torchvision| / max(1, max|torchvision|) <= 1e-4 for the logits
 // AND for the pre-logits features (forward_features vs the input of
-// torchvision's last Linear).
+// torchvision's last Linear) -- and the same for the inference-optimised
+// graphs the server runs (models/inference.hpp: traced, frozen, conv-BN folded,
+// oneDNN), which must also be taken (mode "optimized") for every family.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -30,6 +32,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "models/inference.hpp"
 #include "models/zoo/zoo.hpp"
 #include "tensor_files.hpp"
 
@@ -103,6 +106,7 @@ double rel_diff(const torch::Tensor& got, const torch::Tensor& ref) {
 struct outcome {
   std::string name;
   double logits = -1, features = -1;
+  double opt_logits = -1, opt_features = -1; // the inference-optimised graphs (models/inference.hpp)
   bool ok = false;
 };
 
@@ -159,7 +163,39 @@ outcome check_one(const job& j, const fs::path& dir, const nlohmann::json& meta)
             << std::endl;
   CHECK(o.logits <= 1e-4);
   CHECK(o.features <= 1e-4);
-  o.ok = o.logits <= 1e-4 && o.features <= 1e-4;
+
+  // The inference-optimised path (trace, freeze, conv-BN fold, oneDNN) against
+  // the same torchvision outputs, on the exporter's batch of 2.
+  for (auto& p : model.parameters())
+    p.set_requires_grad(false);
+  inference::options io;
+  io.time_it = false; // parity only: the keep-if-faster rule is the server's
+  const std::vector<int64_t> shape{x.size(1), x.size(2), x.size(3)};
+  for (bool features : {true, false}) {
+    inference::report rep;
+    auto prepared = inference::prepare_traced(
+      [&](const torch::Tensor& in) { return features ? model.forward_features(in) : model.forward(in); },
+      shape, io, rep);
+    INFO((features ? "features" : "logits") << ": " << rep.json());
+    if (!prepared) { // stays eager in the server, with this reason (shown in GET /v1/pipelines)
+      std::cout << "[zoo-parity] " << j.entry.name << " optimised path NOT taken: " << rep.reason << std::endl;
+      continue;
+    }
+    torch::Tensor got;
+    {
+      c10::InferenceMode guard;
+      got = (*prepared)(x);
+    }
+    (features ? o.opt_features : o.opt_logits) = rel_diff(got, features ? feats_ref : logits_ref);
+    std::cout << "[zoo-parity] " << j.entry.name << " optimised " << (features ? "features" : "logits")
+              << ": max rel |d| = " << (features ? o.opt_features : o.opt_logits) << ", "
+              << rep.json() << std::endl;
+  }
+  if (o.opt_logits >= 0)
+    CHECK(o.opt_logits <= 1e-4);
+  if (o.opt_features >= 0)
+    CHECK(o.opt_features <= 1e-4);
+  o.ok = o.logits <= 1e-4 && o.features <= 1e-4 && o.opt_logits <= 1e-4 && o.opt_features <= 1e-4;
   return o;
 }
 
