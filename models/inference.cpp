@@ -98,6 +98,42 @@ torch::Tensor call_method(torch::jit::Module& m, const std::string& method, cons
   return out.toTensor();
 }
 
+// Times `eager` against `optimized` at batch 1 when opts.time_it; false (with
+// rep.reason) when the optimised one is slower by more than 2 %.
+bool not_slower(const forward_fn& eager, const forward_fn& optimized, const torch::Tensor& x,
+                const options& opts, report& rep, const std::string& what) {
+  if (!opts.time_it)
+    return true;
+  rep.eager_ms = time_best(eager, x);
+  rep.optimized_ms = time_best(optimized, x);
+  if (rep.optimized_ms <= rep.eager_ms * 1.02)
+    return true;
+  rep.reason = what + " is slower than eager here";
+  return false;
+}
+
+// Runs one preparation: resets `rep`, applies opts.threads, times it into
+// rep.prepare_ms, sets rep.mode from the outcome, and turns an exception into
+// rep.reason. `body` returns nullopt with rep.reason set when it refuses.
+template <class T, class F>
+std::optional<T> preparation(const options& opts, report& rep, F&& body) {
+  const auto t0 = clk::now();
+  rep = report{};
+  std::optional<T> out;
+  try {
+    if (opts.threads > 0 && at::get_num_threads() != opts.threads)
+      at::set_num_threads(opts.threads);
+    out = body();
+  } catch (const c10::Error& e) {
+    rep.reason = "cannot prepare: " + first_line(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    rep.reason = std::string("cannot prepare: ") + first_line(e.what());
+  }
+  rep.mode = out ? "optimized" : "eager";
+  rep.prepare_ms = ms_since(t0);
+  return out;
+}
+
 } // namespace
 
 std::string report::json() const {
@@ -132,16 +168,12 @@ torch::Tensor prepared::operator()(const torch::Tensor& x) {
 
 std::optional<prepared> prepare_traced(const forward_fn& eager, const std::vector<int64_t>& shape,
                                        const options& opts, report& rep) {
-  const auto t0 = clk::now();
-  rep = report{};
-  rep.shape = shape;
-  if (shape.size() != 3) {
-    rep.reason = "no input shape to prepare for";
-    return std::nullopt;
-  }
-  try {
-    if (opts.threads > 0 && at::get_num_threads() != opts.threads)
-      at::set_num_threads(opts.threads);
+  return preparation<prepared>(opts, rep, [&]() -> std::optional<prepared> {
+    rep.shape = shape;
+    if (shape.size() != 3) {
+      rep.reason = "no input shape to prepare for";
+      return std::nullopt;
+    }
     auto example = seeded_input(1, shape, 1);
     auto traced = module_of_trace(eager, example);
     rep.passes.push_back("trace");
@@ -178,41 +210,21 @@ std::optional<prepared> prepare_traced(const forward_fn& eager, const std::vecto
     if (!(rep.parity <= opts.parity_tolerance)) {
       rep.reason = "the optimised graph differs from the eager model by " + std::to_string(rep.parity)
                    + " (relative; tolerance " + std::to_string(opts.parity_tolerance) + ")";
-      rep.prepare_ms = ms_since(t0);
       return std::nullopt;
     }
-    if (opts.time_it) {
-      rep.eager_ms = time_best(eager, x1);
-      rep.optimized_ms = time_best([&](const torch::Tensor& x) { return p(x); }, x1);
-      if (rep.optimized_ms > rep.eager_ms * 1.02) {
-        rep.reason = "the optimised graph is slower than eager here";
-        rep.prepare_ms = ms_since(t0);
-        return std::nullopt;
-      }
-    }
-    rep.mode = "optimized";
-    rep.prepare_ms = ms_since(t0);
+    if (!not_slower(eager, [&](const torch::Tensor& x) { return p(x); }, x1, opts, rep,
+                    "the optimised graph"))
+      return std::nullopt;
     return p;
-  } catch (const c10::Error& e) {
-    rep.reason = "cannot prepare: " + first_line(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    rep.reason = std::string("cannot prepare: ") + first_line(e.what());
-  }
-  rep.mode = "eager";
-  rep.prepare_ms = ms_since(t0);
-  return std::nullopt;
+  });
 }
 
 std::optional<torch::jit::Module> prepare_script(const torch::jit::Module& module,
                                                  const std::vector<std::string>& methods,
                                                  const std::vector<int64_t>& probe_shape,
                                                  const options& opts, report& rep) {
-  const auto t0 = clk::now();
-  rep = report{};
-  rep.batch_generic = true;
-  try {
-    if (opts.threads > 0 && at::get_num_threads() != opts.threads)
-      at::set_num_threads(opts.threads);
+  return preparation<torch::jit::Module>(opts, rep, [&]() -> std::optional<torch::jit::Module> {
+    rep.batch_generic = true;
     std::vector<std::string> others;
     for (auto& m : methods)
       if (m != "forward")
@@ -238,37 +250,21 @@ std::optional<torch::jit::Module> prepare_script(const torch::jit::Module& modul
             return e.toTensor();
       TORCH_CHECK(false, "the module returned no tensor");
     };
+    auto run = [&](torch::jit::Module& m, const std::string& method) {
+      return [&m, &method, &first](const torch::Tensor& x) { return first(m.get_method(method)({x})); };
+    };
     for (auto& m : methods)
       for (auto* x : {&x1, &x3})
-        rep.parity = std::max(rep.parity, relative_error(first(optimized.get_method(m)({*x})),
-                                                         first(original.get_method(m)({*x}))));
+        rep.parity = std::max(rep.parity, relative_error(run(optimized, m)(*x), run(original, m)(*x)));
     if (!(rep.parity <= opts.parity_tolerance)) {
       rep.reason = "the optimised module differs from the loaded one by " + std::to_string(rep.parity);
-      rep.prepare_ms = ms_since(t0);
       return std::nullopt;
     }
-    if (opts.time_it) {
-      const auto& m = methods.front();
-      rep.eager_ms = time_best([&](const torch::Tensor& x) { return first(original.get_method(m)({x})); }, x1);
-      rep.optimized_ms =
-        time_best([&](const torch::Tensor& x) { return first(optimized.get_method(m)({x})); }, x1);
-      if (rep.optimized_ms > rep.eager_ms * 1.02) {
-        rep.reason = "the optimised module is slower than the loaded one here";
-        rep.prepare_ms = ms_since(t0);
-        return std::nullopt;
-      }
-    }
-    rep.mode = "optimized";
-    rep.prepare_ms = ms_since(t0);
+    if (!not_slower(run(original, methods.front()), run(optimized, methods.front()), x1, opts, rep,
+                    "the optimised module"))
+      return std::nullopt;
     return optimized;
-  } catch (const c10::Error& e) {
-    rep.reason = "cannot prepare: " + first_line(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    rep.reason = std::string("cannot prepare: ") + first_line(e.what());
-  }
-  rep.mode = "eager";
-  rep.prepare_ms = ms_since(t0);
-  return std::nullopt;
+  });
 }
 
 } // namespace rookery::inference
