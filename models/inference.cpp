@@ -98,15 +98,17 @@ torch::Tensor call_method(torch::jit::Module& m, const std::string& method, cons
   return out.toTensor();
 }
 
-// Times `eager` against `optimized` at batch 1 when opts.time_it; false (with
-// rep.reason) when the optimised one is slower by more than 2 %.
+// Times `eager` against `optimized` at batch 1 when opts.time_it (best of 5);
+// false (with rep.reason) only when the optimised one is clearly slower (by
+// more than 15 %): a load-time timing on a shared machine varies by about
+// 10 %, and a coin flip must not decide which path a server takes.
 bool not_slower(const forward_fn& eager, const forward_fn& optimized, const torch::Tensor& x,
                 const options& opts, report& rep, const std::string& what) {
   if (!opts.time_it)
     return true;
-  rep.eager_ms = time_best(eager, x);
-  rep.optimized_ms = time_best(optimized, x);
-  if (rep.optimized_ms <= rep.eager_ms * 1.02)
+  rep.eager_ms = time_best(eager, x, 5);
+  rep.optimized_ms = time_best(optimized, x, 5);
+  if (rep.optimized_ms <= rep.eager_ms * 1.15)
     return true;
   rep.reason = what + " is slower than eager here";
   return false;
